@@ -23,7 +23,7 @@ import re
 from guardrl.parse import TAGS, Verdict, format_verdict
 from guardrl.schema import HARMFUL, LABELS
 
-TRACE_KIND = "synthetic-template-v1"
+TRACE_KIND = "synthetic-template-v2"
 _SNIPPET_CHARS = 90
 
 

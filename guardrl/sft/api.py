@@ -100,6 +100,20 @@ def _ray_worker(config: dict) -> None:
     recipe_main(config["cfg"])
 
 
+def _fit_local_cpus(cfg: SFTConfig, cluster_cpus: float) -> None:
+    """On a cluster started here, shrink ``resources.cpus_per_worker`` (also the torch thread count) to
+    what this machine has, with a warning, instead of leaving the Ray Train workers pending forever."""
+    r = cfg.resources
+    fit = int(cluster_cpus // r.num_workers)
+    if r.num_workers * r.cpus_per_worker > cluster_cpus:
+        if fit < 1:
+            raise ValueError(f"resources.num_workers={r.num_workers} needs at least {r.num_workers} CPUs; "
+                             f"this machine's Ray cluster has {cluster_cpus:g}")
+        log.warning("resources.cpus_per_worker=%s x %d workers > %g CPUs on this machine: using %d per worker",
+                    r.cpus_per_worker, r.num_workers, cluster_cpus, fit)
+        r.cpus_per_worker = fit
+
+
 def _run_ray(cfg: SFTConfig) -> None:
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -113,6 +127,8 @@ def _run_ray(cfg: SFTConfig) -> None:
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
         started = True
     try:
+        if started:
+            _fit_local_cpus(cfg, ray.cluster_resources().get("CPU", 0))
         resources = {"CPU": r.cpus_per_worker}
         if r.use_gpu:
             resources["GPU"] = 1

@@ -146,6 +146,22 @@ class SFTEncoder:
         return out
 
 
+def target_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions ``t`` whose next token ``labels[:, t + 1]`` is a target in any row of ``labels`` ``[B, L]``.
+
+    The loss reads logits only there; passing these as ``logits_to_keep`` skips the LM head on the
+    prompt. Never empty (a batch of label-free rows keeps its last position, whose loss is 0), so
+    every rank runs the same forward/backward.
+
+    Returns:
+        ``[K]`` int64 indices into ``[0, L - 1)``, ascending.
+    """
+    keep = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        keep = torch.tensor([max(labels.shape[1] - 2, 0)], device=labels.device)
+    return keep
+
+
 def dummy_image_item(processor: Any) -> dict[str, Any]:
     """A label-free row carrying one tiny image (see ``_DUMMY_SIDE``)."""
     from PIL import Image

@@ -69,7 +69,7 @@ def test_targets_and_null_request_labels(converted):
             continue
         v = parse(s.target)
         assert v.format_ok and v.request == s.label_request and v.response == s.label_response
-        assert s.provenance["target_kind"] == "synthetic-template-v1"
+        assert s.provenance["target_kind"] == "synthetic-template-v2"
     m = read_manifest(converted / "train")
     assert m["config"]["converter"] == "guard_mini" and m["skipped"]["total"] == 0
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from guardrl.parse import Verdict, format_verdict
 from guardrl.schema import Sample
-from guardrl.sft.data import IGNORE_INDEX, SFTEncoder, collate, dummy_image_item
+from guardrl.sft.data import IGNORE_INDEX, SFTEncoder, collate, dummy_image_item, target_positions
 
 TARGET = format_verdict(Verdict("harmful", None, "The request asks for a weapon.", True))
 
@@ -92,3 +92,33 @@ def test_collate_pads_right_and_adds_a_dummy_image_to_text_only_batches(processo
     # with an image already present, no dummy
     c = enc(_sample("image", request=""))
     assert collate([a, c], pad_id=0, dummy=dummy)["input_ids"].shape[0] == 2
+
+
+def test_target_positions_are_the_union_of_the_rows_next_token_targets():
+    labels = torch.full((2, 8), IGNORE_INDEX)
+    labels[0, 3:5] = 7  # predicted from positions 2, 3
+    labels[1, 6:8] = 7  # predicted from positions 5, 6
+    assert target_positions(labels).tolist() == [2, 3, 5, 6]
+    assert target_positions(torch.full((2, 8), IGNORE_INDEX)).tolist() == [6]  # never empty
+
+
+def test_loss_on_kept_logits_equals_the_full_logits_loss(tiny_model_dir, processor):
+    """The trainer's ``logits_to_keep`` loss is the same number as cross-entropy over every position."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    enc = SFTEncoder(processor, 4096)
+    batch = collate([enc(_sample("text")), enc(_sample("text_image", request="Hi there, what is this?"))],
+                    pad_id=processor.tokenizer.pad_token_id)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
+    labels = batch["labels"]
+    with torch.no_grad():
+        full = model(**inputs).logits[:, :-1]
+        ref = F.cross_entropy(full.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        keep = target_positions(labels)
+        kept = model(**inputs, logits_to_keep=keep).logits
+        got = F.cross_entropy(kept.flatten(0, 1), labels[:, 1:][:, keep].flatten(), ignore_index=IGNORE_INDEX,
+                              reduction="sum")
+    assert kept.shape[1] == len(keep) < full.shape[1] // 2
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (float(got), float(ref))

@@ -51,3 +51,17 @@ def test_round_trip_through_a_dict():
     c = from_recipe({"trainer": {"global_batch_size": 8, "micro_batch_size": 2}, "resources": {"num_workers": 2}})
     assert c.grad_accum_steps == 2
     assert from_recipe(c.to_dict()) == c
+
+
+def test_local_cluster_cpus_shrink_the_per_worker_request():
+    from guardrl.sft.api import _fit_local_cpus
+
+    cfg = SFTConfig()
+    cfg.resources.cpus_per_worker, cfg.resources.num_workers = 2, 1
+    _fit_local_cpus(cfg, 4.0)
+    assert cfg.resources.cpus_per_worker == 2  # fits: unchanged
+    _fit_local_cpus(cfg, 1.0)
+    assert cfg.resources.cpus_per_worker == 1
+    cfg.resources.num_workers = 3
+    with pytest.raises(ValueError, match="num_workers=3"):
+        _fit_local_cpus(cfg, 2.0)

@@ -194,6 +194,30 @@ def validate(cfg: DictConfig) -> None:
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
 
 
+def check_data_size(cfg: DictConfig) -> None:
+    """Refuse a train set smaller than one batch before any worker starts: verl drops the last partial
+    batch, so such a set gives an empty dataloader ("Train dataloader is empty!") deep inside the trainer.
+
+    Raises:
+        ValueError: naming the file, its row count and ``data.train_batch_size``.
+    """
+    import pyarrow.parquet as pq
+
+    files = cfg.data.train_files
+    files = [files] if isinstance(files, str) else [str(f) for f in files]
+    if any("://" in f for f in files):  # remote (verl copies hdfs:// files itself): not checked here
+        return
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"RL train file(s) not found: {', '.join(missing)} (data.train in the recipe)")
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    need = int(cfg.data.train_batch_size)
+    if rows < need:
+        raise ValueError(
+            f"RL train set {', '.join(map(str, files))} has {rows} rows, fewer than data.train_batch_size={need}: "
+            "reject more prompts (reject.limit, reject.keep.rule) or lower verl.data.train_batch_size")
+
+
 def set_process_env(recipe: DictConfig) -> dict[str, str]:
     """Env vars for this process and every Ray worker; returns them."""
     env = {
@@ -341,6 +365,7 @@ def run(recipe_path: str | Path, overrides: Sequence[str] = (), verl_overrides: 
 
     auto_set_device(cfg)
     validate(cfg)
+    check_data_size(cfg)
     done = _finished_step(cfg)
     if done is not None:  # verl would resume at the last step and train one step past the end
         log.info("rl: already trained to step %d (total_training_steps=%d) in %s; nothing to do", done,

@@ -95,3 +95,20 @@ def test_unknown_verl_key_is_an_error(repo_root: Path):
     recipe = load_recipe(path)
     with pytest.raises(RecipeError, match="no config key"):
         entry.compose_config(recipe, ["algorithm.gama=0.9"])
+
+
+def test_a_train_set_smaller_than_one_batch_is_refused_before_training(repo_root: Path, tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, cfg = _compose(repo_root / "recipes/tiny/rl.yaml")
+    small = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"x": list(range(cfg.data.train_batch_size - 1))}), small)
+    cfg.data.train_files = str(small)
+    with pytest.raises(ValueError, match=rf"{small}.* has {cfg.data.train_batch_size - 1} rows.*train_batch_size"):
+        entry.check_data_size(cfg)
+    pq.write_table(pa.table({"x": list(range(cfg.data.train_batch_size))}), small)
+    entry.check_data_size(cfg)  # one full batch: accepted
+    cfg.data.train_files = [str(tmp_path / "missing.parquet")]
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        entry.check_data_size(cfg)

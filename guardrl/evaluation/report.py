@@ -114,8 +114,8 @@ def compare_report(name_a: str, a: Mapping[str, float], name_b: str, b: Mapping[
     for k in ("format_failure_rate", "mean_output_tokens"):
         key = f"guard/{AVG}/{k}"
         if key in a and key in b:
-            scale = 100 if k == "format_failure_rate" else 1
-            other.append(f"| {k} | {scale * a[key]:.2f} | {scale * b[key]:.2f} | {scale * (b[key] - a[key]):+.2f} |")
+            scale, label = (100, "format failures (%)") if k == "format_failure_rate" else (1, k)
+            other.append(f"| {label} | {scale * a[key]:.2f} | {scale * b[key]:.2f} | {scale * (b[key] - a[key]):+.2f} |")
     if other:
         parts += ["## Other", "", f"| metric | {name_a} | {name_b} | Δ |", "|---|---:|---:|---:|", *other, ""]
     return "\n".join(parts)

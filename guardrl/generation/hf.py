@@ -7,6 +7,9 @@ model's processor (Qwen2.5-VL: images become vision tokens), repeated
 so a micro-batch carries little padding, and micro-batches are bounded by ``batch_size``
 sequences and ``max_batch_tokens`` padded tokens; results come back in input order.
 
+Temperature / top-p sampling goes through :mod:`guardrl.generation.sampling` (same distribution
+as ``transformers``' sampler, without sorting the vocabulary every step).
+
 Sampling is deterministic for a seed: the same inputs, ``SamplingParams`` and
 ``batch_size`` give the same completions on the same machine (the RNG is
 seeded per micro-batch inside a forked RNG state, so the caller's RNG is not
@@ -178,8 +181,14 @@ class HFEngine:
             padding=True,
         ).to(self.device)
         sampling: dict[str, Any] = {"do_sample": False}
-        if params.temperature > 0:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        if params.temperature > 0:  # drawn by our processor (no vocabulary sort); generate's argmax takes it
+            from transformers import LogitsProcessorList
+
+            from guardrl.generation.sampling import NucleusSamplingProcessor
+
+            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+                        "logits_processor": LogitsProcessorList(
+                            [NucleusSamplingProcessor(params.temperature, params.top_p)])}
         with torch.inference_mode():
             out = self.model.generate(
                 **batch,

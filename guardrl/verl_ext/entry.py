@@ -60,8 +60,11 @@ def _cpu_defaults(recipe: DictConfig) -> dict[str, Any]:
         "trainer": {"device": "cpu", "n_gpus_per_node": int(recipe.get("n_workers", 1)), "nnodes": 1},
         "actor_rollout_ref": {
             "model": {"override_config": {"attn_implementation": "sdpa"}, "use_remove_padding": False},
-            "actor": {"strategy": "fsdp2", "fsdp_config": {"param_offload": False, "optimizer_offload": False}},
-            "ref": {"strategy": "fsdp2"},
+            # fp32 compute (verl's default is bf16 mixed precision): a CPU without bf16 matrix units runs
+            # bf16 matmuls slower than fp32, and the HF rollout samples in fp32 too
+            "actor": {"strategy": "fsdp2",
+                      "fsdp_config": {"param_offload": False, "optimizer_offload": False, "dtype": "float32"}},
+            "ref": {"strategy": "fsdp2", "fsdp_config": {"dtype": "float32"}},
             "rollout": {
                 "name": "hf",
                 "mode": "async",

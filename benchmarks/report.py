@@ -88,8 +88,8 @@ def _grpo(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         _row("grpo", f"GRPO step, s/step ({shape})", g["seconds_per_step"], "TRL GRPOTrainer", t["seconds_per_step"],
              "s", "<= 1.0", lambda x: x <= 1.0,
-             note=f"mean of {g['steps']} steps after {c['warmup']} warm-up step(s); {_loads(g, t)}; guardrl's verl "
-                  "actor computes in bf16 (verl's FSDP mixed-precision default), its rollout and TRL in fp32; "
+             note=f"mean of {g['steps']} steps after {c['warmup']} warm-up step(s); {_loads(g, t)}; all in fp32 "
+                  "(guardrl's CPU path sets verl's actor/ref to fp32); "
                   "verl recomputes old log-probs (log-prob row), TRL skips them when on-policy; TRL's update "
                   "runs its chunked log-prob kernel (the LM head recomputed in backward)"),
         _row("grpo", "GRPO samples/s", g["samples_per_s"], "TRL GRPOTrainer", t["samples_per_s"], "/s"),

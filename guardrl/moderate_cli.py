@@ -26,6 +26,7 @@ def moderate(
     An input that cannot be judged (unreadable image, prompt too long for the model) gets a row
     ``{"id", "error"}``; the others are still judged, and the exit status is then 1.
     """
+    from guardrl.generation.base import isolate_failures
     from guardrl.guard import Guard
     from guardrl.images import ImageError
 
@@ -55,20 +56,13 @@ def moderate(
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            try:
-                results: list = guard.moderate_batch(chunk)
-            except (ImageError, ValueError):  # a bad item (image, too long): judge one by one, report it alone
-                results = []
-                for item in chunk:
-                    try:
-                        results.append(guard.moderate_batch([item])[0])
-                    except (ImageError, ValueError) as exc:
-                        results.append(exc)
-            for item, m in zip(chunk, results, strict=True):
-                if isinstance(m, Exception):
+            # a bad item (image, too long) is judged alone and reported alone
+            results, errors = isolate_failures(guard.moderate_batch, chunk, (ImageError, ValueError))
+            for item, m, exc in zip(chunk, results, errors, strict=True):
+                if exc is not None:
                     failed += 1
-                    typer.secho(f"{item['id']}: {m}", fg="red", err=True)
-                    row = {"id": item["id"], "error": str(m)}
+                    typer.secho(f"{item['id']}: {exc}", fg="red", err=True)
+                    row = {"id": item["id"], "error": str(exc)}
                 else:
                     row = {"id": item["id"], **m.to_dict(), "harmful": m.harmful}
                     row.pop("raw")

@@ -47,7 +47,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guardrl.generation.base import GenerationInput, SamplingParams
+from guardrl.generation.base import GenerationInput, SamplingParams, isolate_failures
 from guardrl.io.atomic import atomic_file, atomic_write_text
 from guardrl.io.shards import ShardWriter, read_manifest, resolve, shard_files, split_names
 from guardrl.parse import Verdict, parse
@@ -278,37 +278,14 @@ def work_dir_for(out: str | Path) -> Path:
     return out.parent / f".{out.name}{WORK_SUFFIX}"
 
 
-def generate_or_isolate(engine: Any, inputs: Sequence[GenerationInput], params: SamplingParams
-                        ) -> tuple[list[Any], list[str | None]]:
-    """``engine.generate`` for all inputs; if that raises ``ValueError`` (a corrupt image, a prompt too
-    long for the model), generate one input at a time so only the bad inputs fail.
-
-    Returns:
-        (completions per input or ``None``, error message per input or ``None``).
-    """
-    try:
-        return list(engine.generate(inputs, params)), [None] * len(inputs)
-    except ValueError as exc:
-        log.warning("reject: a batch failed (%s); isolating the bad input(s)", str(exc)[:200])
-    outs: list[Any] = []
-    errors: list[str | None] = []
-    for x in inputs:
-        try:
-            outs.append(engine.generate([x], params)[0])
-            errors.append(None)
-        except ValueError as exc:
-            outs.append(None)
-            errors.append(" ".join(str(exc).split())[:300] or type(exc).__name__)
-    return outs, errors
-
-
 def run_shard(engine: Any, shard: WorkShard, params: SamplingParams, path: str | Path) -> dict[str, Any]:
     """Sample, judge and write one work shard atomically (all rows, judgement in provenance)."""
     t0 = time.perf_counter()
     samples = [Sample.from_row(r) for r in read_rows(shard.file, shard.start, shard.stop).to_pylist()]
     inputs = [GenerationInput(s.request, s.response, s.images, id=s.id) for s in samples]
     params = SamplingParams(**{**asdict(params), "seed": shard_seed(params.seed, shard.index)})
-    completions, errors = generate_or_isolate(engine, inputs, params)
+    completions, failures = isolate_failures(lambda xs: engine.generate(xs, params), inputs)
+    errors = [None if e is None else (" ".join(str(e).split())[:300] or type(e).__name__) for e in failures]
     ok = [i for i, e in enumerate(errors) if e is None]
     judged = dict(zip(ok, judge([samples[i] for i in ok], [completions[i] for i in ok]), strict=True))
     rows = []

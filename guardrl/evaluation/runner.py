@@ -84,24 +84,17 @@ class _Worker:
         An input whose prompt does not fit the model is not truncated: it gets an empty completion with
         finish reason ``prompt_too_long`` and so counts as a format failure (scored wrong), and the run goes on.
         """
-        from guardrl.generation.base import PromptTooLongError
+        from guardrl.generation.base import PromptTooLongError, isolate_failures
 
-        try:
-            comps = self.engine.generate(inputs, params)
-        except PromptTooLongError:
-            out = []
-            for x in inputs:
-                try:
-                    out.append(self._one(x, params))
-                except PromptTooLongError as exc:
-                    logging.getLogger(__name__).warning("%s", exc)
-                    out.append(("", 0, 0, "prompt_too_long"))
-            return out
-        return [(c[0].text, c[0].num_tokens, c[0].prompt_tokens, c[0].finish_reason) for c in comps]
-
-    def _one(self, x: GenerationInput, params: SamplingParams) -> tuple[str, int, int, str]:
-        c = self.engine.generate([x], params)[0][0]
-        return c.text, c.num_tokens, c.prompt_tokens, c.finish_reason
+        comps, errors = isolate_failures(lambda xs: self.engine.generate(xs, params), inputs, (PromptTooLongError,))
+        out = []
+        for c, exc in zip(comps, errors, strict=True):
+            if exc is not None:
+                logging.getLogger(__name__).warning("%s", exc)
+                out.append(("", 0, 0, "prompt_too_long"))
+            else:
+                out.append((c[0].text, c[0].num_tokens, c[0].prompt_tokens, c[0].finish_reason))
+        return out
 
 
 def _ray_start(cpus_needed: float) -> bool:

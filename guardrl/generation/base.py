@@ -7,9 +7,10 @@ knows which backend is behind it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from guardrl.schema import SchemaError
 
@@ -69,3 +70,32 @@ class GenerationEngine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def isolate_failures(
+    fn: Callable[[list[Any]], Sequence[Any]],
+    items: Sequence[Any],
+    refused: tuple[type[BaseException], ...] = (ValueError,),
+) -> tuple[list[Any], list[BaseException | None]]:
+    """``fn(items)`` (a batched call: generation, moderation); if it raises one of ``refused`` (a corrupt
+    image, a prompt too long for the model), ``fn([item])`` one item at a time, so only the bad items fail
+    and the others are still answered.
+
+    Returns:
+        (``fn``'s result per item or ``None``, the exception per item or ``None``).
+    """
+    try:
+        return list(fn(list(items))), [None] * len(items)
+    except refused as exc:
+        logging.getLogger(__name__).warning("a batch of %d failed (%s); isolating the bad input(s)", len(items),
+                                            str(exc)[:200])
+    results: list[Any] = []
+    errors: list[BaseException | None] = []
+    for item in items:
+        try:
+            results.append(fn([item])[0])
+            errors.append(None)
+        except refused as exc:
+            results.append(None)
+            errors.append(exc)
+    return results, errors

@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+from guardrl.recipe import RecipeError
 from guardrl.sft.config import SFTConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _fit_local_cpus(cfg: SFTConfig, cluster_cpus: float) -> None:
     fit = int(cluster_cpus // r.num_workers)
     if r.num_workers * r.cpus_per_worker > cluster_cpus:
         if fit < 1:
-            raise ValueError(f"resources.num_workers={r.num_workers} needs at least {r.num_workers} CPUs; "
+            raise RecipeError(f"resources.num_workers={r.num_workers} needs at least {r.num_workers} CPUs; "
                              f"this machine's Ray cluster has {cluster_cpus:g}")
         log.warning("resources.cpus_per_worker=%s x %d workers > %g CPUs on this machine: using %d per worker",
                     r.cpus_per_worker, r.num_workers, cluster_cpus, fit)

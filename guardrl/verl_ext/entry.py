@@ -202,7 +202,7 @@ def check_data_size(cfg: DictConfig) -> None:
     batch, so such a set gives an empty dataloader ("Train dataloader is empty!") deep inside the trainer.
 
     Raises:
-        ValueError: naming the file, its row count and ``data.train_batch_size``.
+        RecipeError: naming the file, its row count and ``data.train_batch_size``.
     """
     import pyarrow.parquet as pq
 
@@ -216,7 +216,7 @@ def check_data_size(cfg: DictConfig) -> None:
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     need = int(cfg.data.train_batch_size)
     if rows < need:
-        raise ValueError(
+        raise RecipeError(
             f"RL train set {', '.join(map(str, files))} has {rows} rows, fewer than data.train_batch_size={need}: "
             "reject more prompts (reject.limit, reject.keep.rule) or lower verl.data.train_batch_size")
 

@@ -105,7 +105,7 @@ def test_a_train_set_smaller_than_one_batch_is_refused_before_training(repo_root
     small = tmp_path / "train.parquet"
     pq.write_table(pa.table({"x": list(range(cfg.data.train_batch_size - 1))}), small)
     cfg.data.train_files = str(small)
-    with pytest.raises(ValueError, match=rf"{small}.* has {cfg.data.train_batch_size - 1} rows.*train_batch_size"):
+    with pytest.raises(RecipeError, match=rf"{small}.* has {cfg.data.train_batch_size - 1} rows.*train_batch_size"):
         entry.check_data_size(cfg)
     pq.write_table(pa.table({"x": list(range(cfg.data.train_batch_size))}), small)
     entry.check_data_size(cfg)  # one full batch: accepted

@@ -63,5 +63,5 @@ def test_local_cluster_cpus_shrink_the_per_worker_request():
     _fit_local_cpus(cfg, 1.0)
     assert cfg.resources.cpus_per_worker == 1
     cfg.resources.num_workers = 3
-    with pytest.raises(ValueError, match="num_workers=3"):
+    with pytest.raises(RecipeError, match="num_workers=3"):
         _fit_local_cpus(cfg, 2.0)

@@ -18,6 +18,7 @@ from data_prep.common import (
     base_parser,
     count_replacement_chars,
     find_files,
+    hf_repo,
     is_hf,
     iter_any,
     iter_hf,
@@ -173,7 +174,7 @@ def write_records(w: ShardWriter, b: Benchmark, records: Iterable[tuple[str, dic
 def _hub_src(b: Benchmark, src: str | Path) -> HubSource:
     if b.hub is None:
         raise SchemaError(f"{src}: {b.dataset} has no Hub source in guardrl; pass the authors' file or folder")
-    repo = str(src)[3:].strip("/") or b.hub.repo
+    repo = hf_repo(src) or b.hub.repo
     return HubSource(repo, b.hub.config, b.hub.split, b.hub.files)
 
 
@@ -208,8 +209,10 @@ def convert_benchmark(b: Benchmark, src: str | Path, out: str | Path, *, on_bad:
     with ShardWriter(out, stage=f"data_prep.{b.name}", config=config, on_bad=on_bad,
                      max_shard_bytes=max_shard_bytes) as w:
         for f in files:
+            # a bad JSON line is a bad row (named, raised or counted) and reading goes on
+            records = iter_any(f, on_error=w.bad) if b.reader is iter_any else b.reader(f)
             with w.guard(f.name):
-                write_records(w, b, b.reader(f), f, limit=limit, seen=seen, fffd=fffd)
+                write_records(w, b, records, f, limit=limit, seen=seen, fffd=fffd)
     return Path(out)
 
 

@@ -103,8 +103,10 @@ def _open_text(path: Path):
 
 
 class SourceFileError(OSError):
-    """A source file that cannot be read to its end (truncated or corrupt gzip): never skipped, since the
-    rows after the damage are lost; the message names the file and the last line read."""
+    """A source file that cannot be read to its end: truncated or corrupt gzip, bytes that are not UTF-8 in
+    a CSV or a whole-file JSON, a JSON document that does not parse. Never skipped (``--on-bad skip`` counts
+    rows; here the rows after the damage would be lost unseen); the message names the file (and the last
+    line read or the byte offset). JSON Lines recover per line instead: a bad line is a bad row."""
 
 
 def _lines(fh, path: Path) -> Iterator[tuple[int, bytes]]:
@@ -147,8 +149,10 @@ def iter_json(path: Path, *, key: str | None = None) -> Iterator[tuple[str, dict
     try:
         with _open_text(path) as fh:
             data = json.load(fh)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SchemaError(f"{path.name}: invalid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+    except ValueError as exc:
+        raise SourceFileError(f"{path.name}: invalid JSON: {exc}") from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise SourceFileError(f"{path.name}: truncated or corrupt gzip ({exc})") from exc
     if key is not None and isinstance(data, dict):
@@ -171,7 +175,7 @@ def iter_csv(path: Path, *, delimiter: str = ",") -> Iterator[tuple[str, dict]]:
             for rec in reader:
                 yield f"{path.name}:{reader.line_num}", rec
     except UnicodeDecodeError as exc:
-        raise SchemaError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+        raise SourceFileError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise SourceFileError(f"{path.name}: truncated or corrupt gzip ({exc})") from exc
 
@@ -188,11 +192,11 @@ def iter_parquet(path: Path, *, columns: Sequence[str] | None = None, batch_size
             i += 1
 
 
-def iter_any(path: Path) -> Iterator[tuple[str, dict]]:
-    """Dispatch on the file name: .jsonl(.gz), .json, .csv(.gz), .tsv, .parquet."""
+def iter_any(path: Path, on_error: Callable[[str, Exception], None] | None = None) -> Iterator[tuple[str, dict]]:
+    """Dispatch on the file name: .jsonl(.gz), .json, .csv(.gz), .tsv, .parquet (``on_error``: JSON Lines only)."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
-        return iter_jsonl(path)
+        return iter_jsonl(path, on_error)
     if name.endswith(".json"):
         return iter_json(path)
     if name.endswith((".csv", ".csv.gz")):
@@ -230,14 +234,20 @@ def is_hf(src: str | Path) -> bool:
     return str(src).startswith(HF_PREFIX)
 
 
-def iter_hf(src: str | Path, *, config: str | None, split: str) -> Iterator[tuple[str, dict]]:
-    """Rows of a Hugging Face Hub data set through ``datasets.load_dataset(id, config, split=split)``;
-    where = ``<id>[<split>]:row <i>``. Needs ``pip install datasets`` and network (or the local cache).
+def hf_repo(src: str | Path) -> str:
+    """The dataset id of ``hf:<id>`` (empty if none was given)."""
+    return str(src)[len(HF_PREFIX):].strip("/")
+
+
+def iter_hf(repo: str, *, config: str | None, split: str) -> Iterator[tuple[str, dict]]:
+    """Rows of a Hugging Face Hub data set through ``datasets.load_dataset(repo, config, split=split)``;
+    where = ``<repo>[<split>]:row <i>``. Needs ``pip install datasets`` and network (or the local cache).
 
     Raises:
-        SchemaError: ``datasets`` is not installed, or the Hub cannot be reached / has no such data set.
+        SchemaError: ``datasets`` is not installed, or the Hub cannot be reached / has no such data set;
+            the message starts with ``hf:<repo>``.
     """
-    repo = str(src)[len(HF_PREFIX):].strip("/")
+    src = f"{HF_PREFIX}{repo}"
     try:
         import datasets
     except ImportError as exc:

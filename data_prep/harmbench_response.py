@@ -20,7 +20,7 @@ from data_prep.benchmark_base import (
     convert_benchmark,
     response_sample,
 )
-from data_prep.common import text
+from data_prep.common import SourceFileError, text
 from guardrl.schema import HARMFUL, UNHARMFUL, SchemaError
 
 VOTES = ("human_0", "human_1", "human_2")
@@ -29,8 +29,10 @@ VOTES = ("human_0", "human_1", "human_2")
 def _read(path: Path):
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SchemaError(f"{path.name}: invalid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+    except ValueError as exc:
+        raise SourceFileError(f"{path.name}: invalid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise SchemaError(f"{path.name}: expected an object keyed by BehaviorID")
     for bid, items in data.items():

@@ -115,3 +115,13 @@ def test_hf_source_cli_and_local_only_sets(tmp_path):
         assert r.returncode == 2 and "error: hf:lmsys/toxic-chat" in r.stderr
     with pytest.raises(SchemaError, match="OpenAIModeration has no Hub source"):
         get_converter("openai_moderation").convert("hf:openai/moderation", tmp_path / "x")
+
+
+def test_no_training_recipe_reads_evaluation_benchmarks():
+    # the benchmark folders (converted or real) serve eval only; training stays on guard-mini / VLTrain
+    hits = [f"{p.relative_to(REPO)}: {line.strip()}" for p in sorted((REPO / "recipes").rglob("*.yaml"))
+            if p.stem.split("_")[0] in ("sft", "rl", "reject", "augment")  # the stages that make training data
+            for line in p.read_text().splitlines()
+            if not line.lstrip().startswith("#") and ("real-benchmarks" in line or "outputs/benchmarks" in line
+                                                     or "guardreasoner-benchmark" in line)]
+    assert hits == []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
+    SourceFileError,
     base_parser,
     count_replacement_chars,
     find_files,
@@ -57,17 +58,17 @@ def download_hub_files(hub: HubSource, src: str | Path) -> Path:
     """A local snapshot of ``hub.files`` (needs ``huggingface_hub`` and network, or its cache).
 
     Raises:
-        SchemaError: the package is missing or the download fails, naming what was asked for.
+        SourceFileError: the package is missing or the download fails, naming what was asked for.
     """
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
-        raise SchemaError(f"{src}: reading from the Hub needs `huggingface_hub` (pip install huggingface_hub) and "
+        raise SourceFileError(f"{src}: reading from the Hub needs `huggingface_hub` (pip install huggingface_hub) and "
                           f"network access; or download the files and pass the folder as --src") from exc
     try:
         return Path(snapshot_download(hub.repo, repo_type="dataset", allow_patterns=list(hub.files)))
     except Exception as exc:  # offline, gated, unknown id
-        raise SchemaError(f"{src}: cannot download {list(hub.files)} of {hub.repo!r} from the Hub: {exc}") from exc
+        raise SourceFileError(f"{src}: cannot download {list(hub.files)} of {hub.repo!r} from the Hub: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -185,34 +186,30 @@ def convert_benchmark(b: Benchmark, src: str | Path, out: str | Path, *, on_bad:
     The manifest's config records the files read, ``b.notes`` and ``u_fffd`` (U+FFFD counts by field and
     the number of rows holding any: the authors' text, kept as is).
     """
-    fffd: dict[str, int] = {}
-    seen = [0]
-    if is_hf(src) and _hub_src(b, src).files:
+    if is_hf(src) and _hub_src(b, src).files:  # a release of files (JSON + images): fetch, then read locally
         src = download_hub_files(_hub_src(b, src), src)
     if is_hf(src):
         hub = _hub_src(b, src)
-        config = {"converter": b.name, "dataset": b.dataset, "tasks": list(b.tasks), "src": str(src),
-                  "hub": {"repo": hub.repo, "config": hub.config, "split": hub.split},
-                  "limit": limit, "on_bad": on_bad, **b.notes, "u_fffd": fffd}
-        with ShardWriter(out, stage=f"data_prep.{b.name}", config=config, on_bad=on_bad,
-                         max_shard_bytes=max_shard_bytes) as w:
-            write_records(w, b, iter_hf(hub.repo, config=hub.config, split=hub.split),
-                          Path(hub.repo) / hub.split, limit=limit, seen=seen, fffd=fffd)
-        return Path(out)
-    src = Path(src)
-    files = find_files(src, b.patterns, what=f"{b.dataset} data files")
-    if b.select is not None and src.is_dir():
-        files = b.select(files)
-    config = {"converter": b.name, "dataset": b.dataset, "tasks": list(b.tasks), "src": str(src),
-              "files": [str(f.relative_to(src)) if src.is_dir() else f.name for f in files],
+        read_from = {"hub": {"repo": hub.repo, "config": hub.config, "split": hub.split}}
+        sources = [(lambda w: iter_hf(hub.repo, config=hub.config, split=hub.split), Path(hub.repo) / hub.split)]
+    else:
+        src = Path(src)
+        files = find_files(src, b.patterns, what=f"{b.dataset} data files")
+        if b.select is not None and src.is_dir():
+            files = b.select(files)
+        read_from = {"files": [str(f.relative_to(src)) if src.is_dir() else f.name for f in files]}
+        # a bad JSON line is a bad row (named, raised or counted) and reading goes on
+        sources = [(lambda w, f=f: iter_any(f, on_error=w.bad) if b.reader is iter_any else b.reader(f), f)
+                   for f in files]
+    fffd: dict[str, int] = {}  # filled while writing: the writer's config holds this same dict
+    config = {"converter": b.name, "dataset": b.dataset, "tasks": list(b.tasks), "src": str(src), **read_from,
               "limit": limit, "on_bad": on_bad, **b.notes, "u_fffd": fffd}
+    seen = [0]
     with ShardWriter(out, stage=f"data_prep.{b.name}", config=config, on_bad=on_bad,
                      max_shard_bytes=max_shard_bytes) as w:
-        for f in files:
-            # a bad JSON line is a bad row (named, raised or counted) and reading goes on
-            records = iter_any(f, on_error=w.bad) if b.reader is iter_any else b.reader(f)
-            with w.guard(f.name):
-                write_records(w, b, records, f, limit=limit, seen=seen, fffd=fffd)
+        for records, path in sources:
+            with w.guard(path.name):
+                write_records(w, b, records(w), path, limit=limit, seen=seen, fffd=fffd)
     return Path(out)
 
 

@@ -106,7 +106,8 @@ class SourceFileError(OSError):
     """A source file that cannot be read to its end: truncated or corrupt gzip, bytes that are not UTF-8 in
     a CSV or a whole-file JSON, a JSON document that does not parse. Never skipped (``--on-bad skip`` counts
     rows; here the rows after the damage would be lost unseen); the message names the file (and the last
-    line read or the byte offset). JSON Lines recover per line instead: a bad line is a bad row."""
+    line read or the byte offset), or a Hub data set that cannot be loaded. JSON Lines recover per line
+    instead: a bad line is a bad row."""
 
 
 def _lines(fh, path: Path) -> Iterator[tuple[int, bytes]]:
@@ -244,19 +245,19 @@ def iter_hf(repo: str, *, config: str | None, split: str) -> Iterator[tuple[str,
     where = ``<repo>[<split>]:row <i>``. Needs ``pip install datasets`` and network (or the local cache).
 
     Raises:
-        SchemaError: ``datasets`` is not installed, or the Hub cannot be reached / has no such data set;
-            the message starts with ``hf:<repo>``.
+        SourceFileError: ``datasets`` is not installed, or the Hub cannot be reached / has no such data set
+            (never a skippable row); the message starts with ``hf:<repo>``.
     """
     src = f"{HF_PREFIX}{repo}"
     try:
         import datasets
     except ImportError as exc:
-        raise SchemaError(f"{src}: reading from the Hub needs the `datasets` package (pip install datasets) and "
+        raise SourceFileError(f"{src}: reading from the Hub needs the `datasets` package (pip install datasets) and "
                           f"network access; or download the files and pass the folder as --src") from exc
     try:
         ds = datasets.load_dataset(repo, config, split=split)
     except Exception as exc:  # offline, gated, unknown id/config: one message naming what was asked for
-        raise SchemaError(f"{src}: cannot load {repo!r} config {config!r} split {split!r} from the Hub: {exc}") from exc
+        raise SourceFileError(f"{src}: cannot load {repo!r} config {config!r} split {split!r} from the Hub: {exc}") from exc
     for i, rec in enumerate(ds):
         yield f"{repo}[{split}]:row {i}", dict(rec)
 

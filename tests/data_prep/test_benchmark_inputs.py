@@ -102,7 +102,7 @@ def test_hf_source_is_parsed_and_fails_clearly_offline(name, repo, tmp_path):
     assert mod.BENCH.hub is not None and mod.BENCH.hub.repo == repo
     try:
         mod.convert(f"hf:{repo}", tmp_path / "out")
-    except SchemaError as exc:  # no `datasets` / `huggingface_hub` here, or no network: one message naming the source
+    except SourceFileError as exc:  # no `datasets` / `huggingface_hub`, or no network: one message naming the source
         assert f"hf:{repo}" in str(exc) and ("pip install" in str(exc) or "cannot" in str(exc))
     else:  # a machine with the package and network converted it
         assert read_manifest(tmp_path / "out")["num_rows"] > 0

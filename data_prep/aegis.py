@@ -1,15 +1,27 @@
-"""AegisSafetyTest (nvidia/Aegis-AI-Content-Safety-Dataset-1.0, test split) -> request-task samples (359).
+"""AegisSafetyTest (nvidia/Aegis-AI-Content-Safety-Dataset-1.0, test split) -> request-task samples
+(paper: 359 = 232 harmful / 127 unharmful).
 
-Layout: the release's test file (``*test*.json`` / ``.jsonl`` / ``.parquet`` / ``.csv``), one record per
-text with ``id, text, text_type`` (``user_message`` | ``llm_response``) and up to five annotator labels
-``labels_0 .. labels_4`` (``Safe`` or a hazard category such as ``Violence``, ``Needs Caution``).
-Only ``user_message`` rows are kept (the paper uses Aegis for the request task). Label: harmful when
-more annotators gave a non-``Safe`` label than ``Safe`` (majority vote), else unharmful.
+Upstream (Hub only, gated): the release's test split (``--src hf:nvidia/Aegis-AI-Content-Safety-Dataset-1.0``
+reads split ``test``; a local copy is found as ``*test*.json`` / ``.jsonl`` / ``.parquet`` / ``.csv``), one
+record per text with ``id, num_annotations, text, text_type`` (``user_message`` | ``llm_response``) and up
+to five annotator labels ``labels_0 .. labels_4`` (``Safe`` or a hazard category such as ``Violence``,
+``Needs Caution``). Selection: only ``user_message`` rows (the paper scores Aegis on the request task);
+``llm_response`` rows are skipped and counted. Label: harmful when more annotators gave a non-``Safe``
+label than ``Safe`` (majority vote), else unharmful. Not verified against the real release here (not among
+the real files this project tests against): that these rules give 359 rows and 232 / 127 is the paper's
+count, not a measurement; GuardReasoner's processed ``0_1_AegisSafetyTest.json`` holds the exact rows.
 """
 
 from __future__ import annotations
 
-from data_prep.benchmark_base import Benchmark, Skip, benchmark_main, convert_benchmark, request_sample
+from data_prep.benchmark_base import (
+    Benchmark,
+    HubSource,
+    Skip,
+    benchmark_main,
+    convert_benchmark,
+    request_sample,
+)
 from data_prep.common import text
 from guardrl.schema import HARMFUL, UNHARMFUL, SchemaError
 
@@ -29,7 +41,9 @@ def _rows(where, rec, path):
 
 
 BENCH = Benchmark(name="aegis", dataset="AegisSafetyTest", tasks=("request",),
-                  patterns=("**/*test*.jsonl", "**/*test*.json", "**/*test*.parquet", "**/*test*.csv"), rows=_rows)
+                  patterns=("**/*test*.jsonl", "**/*test*.json", "**/*test*.parquet", "**/*test*.csv"), rows=_rows,
+                  hub=HubSource("nvidia/Aegis-AI-Content-Safety-Dataset-1.0", None, "test"),
+                  notes={"paper_count": 359, "selection": "text_type == user_message, majority label"})
 
 
 def convert(src, out, **kw):

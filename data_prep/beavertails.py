@@ -1,17 +1,21 @@
-"""BeaverTails (PKU-Alignment/BeaverTails, 30k test split) -> response-task samples (3,021).
+"""BeaverTails (PKU-Alignment/BeaverTails, 30k test split) -> response-task samples
+(paper: 3,021 = 1,733 harmful / 1,288 unharmful).
 
-Layout: the authors' ``round0/30k/test.jsonl.gz`` (also ``330k/test.jsonl.gz``) or the Hugging Face
-``data/30k_test-*.parquet``: ``prompt, response, category`` (14 harm-category booleans), ``is_safe``.
-Label: harmful when ``is_safe`` is false; the flagged categories go to provenance.
+Upstream (Hub only): ``round0/30k/test.jsonl.gz`` (split ``30k_test`` of the card's default config; the
+``round0/330k/`` files are the larger set and are not read): ``prompt, response, category`` (14
+harm-category booleans), ``is_safe``. Selection: the whole 30k test split, whose size is the paper's
+3,021. Label: harmful when ``is_safe`` is false; the flagged categories go to provenance.
 """
 
 from __future__ import annotations
 
 from data_prep.benchmark_base import (
     Benchmark,
+    HubSource,
     benchmark_main,
     binary_label,
     convert_benchmark,
+    first_file,
     response_sample,
 )
 from data_prep.common import field, text
@@ -27,7 +31,9 @@ def _rows(where, rec, path):
 
 
 BENCH = Benchmark(name="beavertails", dataset="BeaverTails", tasks=("response",),
-                  patterns=("**/30k/test.jsonl.gz", "**/30k/test.jsonl", "**/30k_test-*.parquet"), rows=_rows)
+                  patterns=("**/30k/test.jsonl.gz", "**/30k/test.jsonl"), rows=_rows, select=first_file,
+                  hub=HubSource("PKU-Alignment/BeaverTails", None, "30k_test"),
+                  notes={"paper_count": 3021, "selection": "the 30k test split"})
 
 
 def convert(src, out, **kw):

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,19 @@ def progress(it: Iterable, *, desc: str, total: int | None = None, unit: str = "
 
 
 # ---------------------------------------------------------------------------------------- fields
+#: U+FFFD REPLACEMENT CHARACTER. In a file that decodes as strict UTF-8 it is the authors' own text (the
+#: OpenAI moderation set and HarmBench's classifier val set hold some), so it is kept and counted
+#: (:func:`count_replacement_chars`, the manifest's ``config.u_fffd``); only bytes that do not decode are errors.
+REPLACEMENT_CHAR = "\ufffd"
+
+
 def text(rec: dict[str, Any], key: str, where: str, *, required: bool = True, allow_empty: bool = False) -> str | None:
     """A string field; ``KeyError`` becomes a message naming the row, bytes must be UTF-8.
 
+    U+FFFD in a decoded string is data (see :data:`REPLACEMENT_CHAR`), not an error.
+
     Raises:
-        SchemaError: missing (when ``required``), not a string, not UTF-8, or empty.
+        SchemaError: missing (when ``required``), not a string, bytes that are not UTF-8, or empty.
     """
     if key not in rec or rec[key] is None:
         if required:
@@ -63,13 +72,22 @@ def text(rec: dict[str, Any], key: str, where: str, *, required: bool = True, al
             v = str(v)
         else:
             raise SchemaError(f"{where}: field {key!r} must be a string, got {type(v).__name__}")
-    if "\ufffd" in v:
-        raise SchemaError(f"{where}: field {key!r} holds U+FFFD replacement characters (not valid UTF-8 at the source)")
     if not allow_empty and not v.strip():
         if required:
             raise SchemaError(f"{where}: field {key!r} is empty")
         return None
     return v
+
+
+def count_replacement_chars(texts: dict[str, str | None], into: dict[str, int]) -> bool:
+    """Add the U+FFFD count of each named text to ``into[name]``; True if any text holds one."""
+    found = False
+    for name, t in texts.items():
+        n = t.count(REPLACEMENT_CHAR) if t else 0
+        if n:
+            into[name] = into.get(name, 0) + n
+            found = True
+    return found
 
 
 def field(rec: dict[str, Any], key: str, where: str) -> Any:
@@ -84,11 +102,33 @@ def _open_text(path: Path):
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
+class SourceFileError(OSError):
+    """A source file that cannot be read to its end: truncated or corrupt gzip, bytes that are not UTF-8 in
+    a CSV or a whole-file JSON, a JSON document that does not parse. Never skipped (``--on-bad skip`` counts
+    rows; here the rows after the damage would be lost unseen); the message names the file (and the last
+    line read or the byte offset), or a Hub data set that cannot be loaded. JSON Lines recover per line
+    instead: a bad line is a bad row."""
+
+
+def _lines(fh, path: Path) -> Iterator[tuple[int, bytes]]:
+    n = 0
+    try:
+        for n, raw in enumerate(fh, start=1):  # noqa: B007 - n is reported on error
+            yield n, raw
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SourceFileError(f"{path.name}: truncated or corrupt gzip after line {n} ({exc})") from exc
+
+
 def iter_jsonl(path: Path, on_error: Callable[[str, Exception], None] | None = None) -> Iterator[tuple[str, dict]]:
-    """``(where, record)`` per line of a JSON Lines file (``.jsonl``/``.jsonl.gz``); where = ``file:line``."""
+    """``(where, record)`` per line of a JSON Lines file (``.jsonl``/``.jsonl.gz``); where = ``file:line``.
+
+    Raises:
+        SchemaError: a line that is not strict UTF-8 or not a JSON object (unless ``on_error`` takes it).
+        SourceFileError: a truncated or corrupt gzip stream.
+    """
     with open(path, "rb") as fh_raw:
         fh = gzip.GzipFile(fileobj=fh_raw) if path.suffix == ".gz" else fh_raw
-        for n, raw in enumerate(fh, start=1):
+        for n, raw in _lines(fh, path):
             where = f"{path.name}:{n}"
             if not raw.strip():
                 continue
@@ -110,8 +150,12 @@ def iter_json(path: Path, *, key: str | None = None) -> Iterator[tuple[str, dict
     try:
         with _open_text(path) as fh:
             data = json.load(fh)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SchemaError(f"{path.name}: invalid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+    except ValueError as exc:
+        raise SourceFileError(f"{path.name}: invalid JSON: {exc}") from exc
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SourceFileError(f"{path.name}: truncated or corrupt gzip ({exc})") from exc
     if key is not None and isinstance(data, dict):
         data = data.get(key)
     if not isinstance(data, list):
@@ -132,7 +176,9 @@ def iter_csv(path: Path, *, delimiter: str = ",") -> Iterator[tuple[str, dict]]:
             for rec in reader:
                 yield f"{path.name}:{reader.line_num}", rec
     except UnicodeDecodeError as exc:
-        raise SchemaError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+        raise SourceFileError(f"{path.name}: not valid UTF-8 near byte {exc.start}") from exc
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SourceFileError(f"{path.name}: truncated or corrupt gzip ({exc})") from exc
 
 
 def iter_parquet(path: Path, *, columns: Sequence[str] | None = None, batch_size: int = 256) -> Iterator[tuple[str, dict]]:
@@ -147,11 +193,11 @@ def iter_parquet(path: Path, *, columns: Sequence[str] | None = None, batch_size
             i += 1
 
 
-def iter_any(path: Path) -> Iterator[tuple[str, dict]]:
-    """Dispatch on the file name: .jsonl(.gz), .json, .csv(.gz), .tsv, .parquet."""
+def iter_any(path: Path, on_error: Callable[[str, Exception], None] | None = None) -> Iterator[tuple[str, dict]]:
+    """Dispatch on the file name: .jsonl(.gz), .json, .csv(.gz), .tsv, .parquet (``on_error``: JSON Lines only)."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
-        return iter_jsonl(path)
+        return iter_jsonl(path, on_error)
     if name.endswith(".json"):
         return iter_json(path)
     if name.endswith((".csv", ".csv.gz")):
@@ -181,10 +227,46 @@ def find_files(src: Path, patterns: Sequence[str], *, what: str) -> list[Path]:
     return list(found.values())
 
 
+HF_PREFIX = "hf:"
+
+
+def is_hf(src: str | Path) -> bool:
+    """True for ``--src hf:<dataset id>`` (``Path`` keeps the string as given)."""
+    return str(src).startswith(HF_PREFIX)
+
+
+def hf_repo(src: str | Path) -> str:
+    """The dataset id of ``hf:<id>`` (empty if none was given)."""
+    return str(src)[len(HF_PREFIX):].strip("/")
+
+
+def iter_hf(repo: str, *, config: str | None, split: str) -> Iterator[tuple[str, dict]]:
+    """Rows of a Hugging Face Hub data set through ``datasets.load_dataset(repo, config, split=split)``;
+    where = ``<repo>[<split>]:row <i>``. Needs ``pip install datasets`` and network (or the local cache).
+
+    Raises:
+        SourceFileError: ``datasets`` is not installed, or the Hub cannot be reached / has no such data set
+            (never a skippable row); the message starts with ``hf:<repo>``.
+    """
+    src = f"{HF_PREFIX}{repo}"
+    try:
+        import datasets
+    except ImportError as exc:
+        raise SourceFileError(f"{src}: reading from the Hub needs the `datasets` package (pip install datasets) and "
+                          f"network access; or download the files and pass the folder as --src") from exc
+    try:
+        ds = datasets.load_dataset(repo, config, split=split)
+    except Exception as exc:  # offline, gated, unknown id/config: one message naming what was asked for
+        raise SourceFileError(f"{src}: cannot load {repo!r} config {config!r} split {split!r} from the Hub: {exc}") from exc
+    for i, rec in enumerate(ds):
+        yield f"{repo}[{split}]:row {i}", dict(rec)
+
+
 # ---------------------------------------------------------------------------------------- CLI
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--src", type=Path, required=True, help="local copy of the data set (file or folder)")
+    p.add_argument("--src", type=Path, required=True,
+                   help="local copy of the data set (file or folder), or hf:<dataset id> for the Hub (needs datasets)")
     p.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
     p.add_argument("--on-bad", choices=("error", "skip"), default="error",
                    help="a bad row fails the run (default) or is skipped and counted in the manifest")

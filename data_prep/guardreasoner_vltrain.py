@@ -1,4 +1,5 @@
-"""GuardReasoner-VLTrain (``yueliu1999/GuardReasoner-VLTrain``) -> one guardrl shard dir.
+"""GuardReasoner-VLTrain (``yueliu1999/GuardReasoner-VLTrain``) -> one guardrl shard dir (paper: 123,096 samples,
+every row of the three parts; no selection).
 
     python -m data_prep.guardreasoner_vltrain --src /path/to/GuardReasoner-VLTrain --out outputs/data/vltrain
 

@@ -1,15 +1,22 @@
-"""SafeRLHF (PKU-Alignment/PKU-SafeRLHF, test split) -> response-task samples.
+"""SafeRLHF (PKU-Alignment/PKU-SafeRLHF, test split) -> response-task samples (paper: 2,000 = 1,000 / 1,000).
 
-Layout: the release's test file (``data/**/test.jsonl``, ``test.jsonl`` or ``data/test-*.parquet``) with
-``prompt, response_0, response_1, is_response_0_safe, is_response_1_safe`` (+ preference fields).
-Each row gives two samples, one per response: label harmful when ``is_response_<i>_safe`` is false.
-(The paper evaluates a 2,000-sample subset; select it downstream with ``--limit`` or by id.)
+Upstream (Hub only): ``data/<model>/test.jsonl`` (``Alpaca-7B``, ``Alpaca2-7B``, ``Alpaca3-8B``; config
+``default``, split ``test`` reads them all) with ``prompt, response_0, response_1, is_response_0_safe,
+is_response_1_safe`` (+ sources, harm categories, severity and preference fields). Each row gives two
+samples, one per response: label harmful when ``is_response_<i>_safe`` is false.
+
+Selection: the paper's 2,000 (exactly 1,000 harmful / 1,000 unharmful) is a balanced subset whose rule
+(which rows, which response, which seed) is not stated by the paper or by the GuardReasoner code, so it
+cannot be established; this converter writes every test response rather than guess. The paper's exact
+rows are GuardReasoner's processed ``0_9_safe_rlhf.json`` (``python -m data_prep.guardreasoner_benchmark``),
+which the recipes' ``eval.yaml`` use.
 """
 
 from __future__ import annotations
 
 from data_prep.benchmark_base import (
     Benchmark,
+    HubSource,
     benchmark_main,
     binary_label,
     convert_benchmark,
@@ -28,7 +35,9 @@ def _rows(where, rec, path):
 
 
 BENCH = Benchmark(name="saferlhf", dataset="SafeRLHF", tasks=("response",),
-                  patterns=("**/test.jsonl", "**/test-*.parquet", "**/test.jsonl.gz"), rows=_rows)
+                  patterns=("**/test.jsonl", "**/test-*.parquet", "**/test.jsonl.gz"), rows=_rows,
+                  hub=HubSource("PKU-Alignment/PKU-SafeRLHF", "default", "test"),
+                  notes={"paper_count": 2000, "selection": "none: every test response (the paper's subset rule is unknown)"})
 
 
 def convert(src, out, **kw):

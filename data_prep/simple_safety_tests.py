@@ -1,27 +1,25 @@
-"""SimpleSafetyTests (bertiev/SimpleSafetyTests) -> request-task samples (100, all harmful).
+"""SimpleSafetyTests (bertiev/SimpleSafetyTests) -> request-task samples (paper: 100, all harmful).
 
-Layout: the authors' CSV ``sst_test_cases.csv`` (``id, harm_area, counter, category, prompts_final_English``)
-or the Hugging Face release ``data/test-*.parquet`` (``id, harm_area, counter, category, prompts_final``).
-Every prompt is harmful by construction.
+Upstream file: ``SimpleSafetyTests - test cases.csv`` (the name has spaces), columns
+``id, harm_area, counter, category, prompts_final``; 100 rows, every prompt harmful by construction.
+The real file gives 100 samples (``tests/data_prep/test_real_benchmarks.py``).
 """
 
 from __future__ import annotations
 
 from data_prep.benchmark_base import Benchmark, benchmark_main, convert_benchmark, request_sample
 from data_prep.common import text
-from guardrl.schema import HARMFUL, SchemaError
+from guardrl.schema import HARMFUL
 
 
 def _rows(where, rec, path):
-    key = next((k for k in ("prompts_final", "prompts_final_English", "prompt") if k in rec), None)
-    if key is None:
-        raise SchemaError(f"{where}: missing field 'prompts_final'")
-    yield request_sample(BENCH, f"sst/{text(rec, 'id', where)}", text(rec, key, where), HARMFUL, where,
+    yield request_sample(BENCH, f"sst/{text(rec, 'id', where)}", text(rec, "prompts_final", where), HARMFUL, where,
                          harm_area=rec.get("harm_area"), category=rec.get("category"))
 
 
 BENCH = Benchmark(name="simple_safety_tests", dataset="SimpleSafetyTests", tasks=("request",),
-                  patterns=("**/sst_test_cases.csv", "**/test-*.parquet"), rows=_rows)
+                  patterns=("**/SimpleSafetyTests - test cases.csv",), rows=_rows,
+                  notes={"paper_count": 100})
 
 
 def convert(src, out, **kw):

@@ -1,16 +1,19 @@
-"""WildGuardTest (allenai/wildguardmix, ``wildguardtest``) -> request- and response-task samples.
+"""WildGuardTest (allenai/wildguardmix, config ``wildguardtest``, split ``test``) -> request- and
+response-task samples (paper: 1,756 request labels, 1,768 response labels).
 
-Layout: ``test/wildguard_test.parquet`` with ``prompt, adversarial, response, prompt_harm_label,
+Upstream (Hub only, gated): ``test/wildguard_test.parquet`` with ``prompt, adversarial, response, prompt_harm_label,
 response_refusal_label, response_harm_label, subcategory, prompt_harm_agreement,
 response_refusal_agreement, response_harm_agreement``. Labels are ``harmful`` / ``unharmful`` / null.
 One sample per row: ``label_request`` from ``prompt_harm_label``, and when the row has a response,
 ``label_response`` from ``response_harm_label``; a null label leaves that task unscored (the paper
-counts 1,756 request and 1,768 response labels). A row with neither label is skipped and counted.
+counts 1,756 request and 1,768 response labels; not verified here, the file is not among the real
+files this project tests against, and GuardReasoner's processed ``0_4_wild_guard_test.json`` was left
+out of them). A row with neither label is skipped and counted.
 """
 
 from __future__ import annotations
 
-from data_prep.benchmark_base import Benchmark, Skip, benchmark_main, convert_benchmark
+from data_prep.benchmark_base import Benchmark, HubSource, Skip, benchmark_main, convert_benchmark
 from data_prep.common import text
 from guardrl.schema import Sample, normalize_label
 
@@ -31,7 +34,9 @@ def _rows(where, rec, path):
 
 
 BENCH = Benchmark(name="wildguardtest", dataset="WildGuardTest", tasks=("request", "response"),
-                  patterns=("**/wildguard_test.parquet", "**/wildguardtest/*.parquet"), rows=_rows)
+                  patterns=("**/wildguard_test.parquet",), rows=_rows,
+                  hub=HubSource("allenai/wildguardmix", "wildguardtest", "test"),
+                  notes={"paper_count": {"request": 1756, "response": 1768}})
 
 
 def convert(src, out, **kw):

@@ -1,12 +1,15 @@
-"""XSTestResponseHarmful (allenai/xstest-response, ``response_harmfulness`` split) -> response-task samples (446).
+"""XSTestResponseHarmful (allenai/xstest-response, split ``response_harmfulness``) -> response-task samples
+(paper: 446 = 78 harmful / 368 unharmful).
 
-Layout: ``data/response_harmfulness-*.parquet`` with ``prompt, response, label, prompt_type,
-prompt_harm_category``; ``label`` is ``harmful`` / ``unharmful``.
+Upstream (Hub only): ``data/response_harmfulness-00000-of-00001.parquet`` with ``prompt, response, label,
+prompt_type, prompt_harm_category``; ``label`` is ``harmful`` / ``unharmful``. Selection: the whole split
+(446 rows on the card). The sibling ``response_refusal`` split (449) carries refusal labels, not a harm
+task, and is not read.
 """
 
 from __future__ import annotations
 
-from data_prep.benchmark_base import Benchmark, benchmark_main, convert_benchmark, response_sample
+from data_prep.benchmark_base import Benchmark, HubSource, benchmark_main, convert_benchmark, response_sample
 from data_prep.common import text
 
 
@@ -17,7 +20,9 @@ def _rows(where, rec, path):
 
 
 BENCH = Benchmark(name="xstest_response", dataset="XSTestResponseHarmful", tasks=("response",),
-                  patterns=("**/response_harmfulness-*.parquet",), rows=_rows)
+                  patterns=("**/response_harmfulness-*.parquet",), rows=_rows,
+                  hub=HubSource("allenai/xstest-response", None, "response_harmfulness"),
+                  notes={"paper_count": 446})
 
 
 def convert(src, out, **kw):

@@ -83,7 +83,7 @@ def test_manifest_hash_mismatch_and_missing_manifest(shards, record):
 
 # --------------------------------------------------------------------------------------- source rows
 def _csv(path: Path, rows: list[tuple[str, str, str]], raw: bytes = b"") -> Path:
-    body = "".join(f'{cid},"{text}",,,{tox},0,\n' for cid, text, tox in rows)
+    body = "".join(f'{cid},"{text}",,True,{tox},0,\n' for cid, text, tox in rows)  # human-annotated rows
     path.write_bytes(HEADER.encode() + body.encode() + raw)
     return path
 

@@ -117,7 +117,7 @@ def reject_stage(ctx: StageContext) -> dict[str, Any]:
     fixed = {"reject.data": ctx.inputs["data"], "reject.model": ctx.inputs["sft"] / "hf", "reject.out": ctx.out_dir}
     run_cli(ctx, ["reject", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)], env=_ray_env())
     totals = (_manifest(ctx.out_dir).get("reject") or {}).get("totals") or {}
-    return {k: totals[k] for k in ("seen", "kept", "format_failures") if k in totals}
+    return {k: totals[k] for k in ("seen", "kept", "format_failures", "truncated", "prompt_too_long") if k in totals}
 
 
 @register_stage("augment", needs=("reject",))

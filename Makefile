@@ -103,7 +103,8 @@ tiny: install  ## build the tiny offline Qwen2.5-VL into TINY_OUT
 submit:  ## make submit TARGET=rl RECIPE=... : the same target as a Ray job on $$RAY_ADDRESS
 	@test -n "$(TARGET)" || { echo "usage: make submit TARGET=<make target> [RECIPE=...] [ARGS=...]"; exit 2; }
 	$(VENV)/bin/python -m guardrl.submit --address "$(RAY_ADDRESS)" --venv "$(abspath $(VENV))" $(if $(WAIT),--wait) -- \
-		$(TARGET) $(if $(RECIPE),RECIPE=$(RECIPE)) $(if $(TINY_OUT),TINY_OUT=$(TINY_OUT)) $(if $(ARGS),ARGS="$(ARGS)")
+		$(TARGET) $(if $(RECIPE),RECIPE=$(RECIPE)) $(if $(PIPELINE),PIPELINE=$(PIPELINE)) $(if $(FROM),FROM=$(FROM)) $(if $(TO),TO=$(TO)) \
+		$(if $(TINY_OUT),TINY_OUT=$(TINY_OUT)) $(if $(ARGS),ARGS="$(ARGS)")
 
 bench-reward: install  ## reward throughput: 100K completions on one core (goal < 2 s CPU time)
 	$(if $(shell command -v taskset),taskset -c 0) $(PY) -m benchmarks.bench_reward --n 100000

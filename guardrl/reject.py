@@ -8,6 +8,15 @@ gold response label is wrong) -- the same rule as the RL reward's
 ``r_safety == 1``. The keep rule (:class:`KeepRule`) defaults to the paper's
 "all k wrong"; "any wrong" and "accuracy <= x" are the alternatives.
 
+Not counted as wrong (each reported separately, per reason, in the manifest, the table and the summary):
+
+* ``truncated``: a completion that stopped at ``max_new_tokens`` (finish reason ``length``) before a
+  parseable answer; the keep rule sees only the other (*judged*) completions, and a prompt with none
+  judged is not kept (``undecided``);
+* ``prompt_too_long``: a prompt that leaves no room for ``max_new_tokens`` (the engine refuses it with
+  :class:`~guardrl.generation.base.PromptTooLongError`); it is skipped, never kept as hard;
+* ``errors``: any other generation failure of a prompt (skipped).
+
 How it runs (:func:`run_reject`):
 
 * the input (a verified shard dir, or one split of a split dir) is cut into
@@ -36,9 +45,7 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,10 +54,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guardrl.generation.base import GenerationInput, SamplingParams, isolate_failures
+from guardrl.generation.base import GenerationInput, PromptTooLongError, SamplingParams, isolate_failures
 from guardrl.io.atomic import atomic_file, atomic_write_text
 from guardrl.io.shards import ShardWriter, read_manifest, resolve, shard_files, split_names
 from guardrl.parse import Verdict, parse
+from guardrl.reject_stats import Stats, label_key, print_stats  # noqa: F401  (re-exported: guardrl.reject.*)
 from guardrl.schema import ARROW_SCHEMA, Sample
 
 log = logging.getLogger(__name__)
@@ -98,23 +106,26 @@ class KeepRule:
         return correct / k <= self.max_accuracy  # type: ignore[operator]
 
 
-def label_key(s: Sample) -> str:
-    """The stats key of a sample's gold labels: ``request/response`` (``none`` when absent)."""
-    return f"{s.label_request or 'none'}/{s.label_response or 'none'}"
-
-
 def judge(samples: Sequence[Sample], completions: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """Per sample: ``k``, correct and format-failed completions, predictions, a hash of the texts."""
+    """Per sample: ``k``, correct, format-failed and truncated completions, predictions, a hash of the texts.
+
+    A completion is *truncated* when it did not parse and stopped at ``max_new_tokens``
+    (``finish_reason == "length"``): it is neither correct nor a format failure (the model was cut off,
+    not wrong). ``k - truncated`` completions are judged.
+    """
     out = []
     for s, comps in zip(samples, completions, strict=True):
         verdicts = [parse(c.text) for c in comps]
+        cut = [not v.format_ok and getattr(c, "finish_reason", "stop") == "length"
+               for v, c in zip(verdicts, comps, strict=True)]
         out.append(
             {
                 "k": len(comps),
                 "correct": sum(is_correct(v, s.label_request, s.label_response) for v in verdicts),
-                "format_failures": sum(not v.format_ok for v in verdicts),
-                "predictions": [f"{v.request}/{v.response or 'none'}" if v.format_ok else "format_failure"
-                                for v in verdicts],
+                "format_failures": sum(not v.format_ok and not t for v, t in zip(verdicts, cut, strict=True)),
+                "truncated": sum(cut),
+                "predictions": ["truncated" if t else f"{v.request}/{v.response or 'none'}" if v.format_ok
+                                else "format_failure" for v, t in zip(verdicts, cut, strict=True)],
                 "completions_sha256": hashlib.sha256("\0".join(c.text for c in comps).encode()).hexdigest(),
                 "tokens": sum(c.num_tokens for c in comps),
             }
@@ -122,51 +133,15 @@ def judge(samples: Sequence[Sample], completions: Sequence[Sequence[Any]]) -> li
     return out
 
 
-class Stats:
-    """Seen / kept / format failures / correct completions per source x modality x label."""
-
-    FIELDS = ("seen", "kept", "completions", "format_failures", "correct", "errors")
-
-    def __init__(self) -> None:
-        self._c: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(self.FIELDS, 0))
-
-    def add(self, s: Sample, j: Mapping[str, Any], kept: bool) -> None:
-        c = self._c[(s.source, s.modality, label_key(s))]
-        c["seen"] += 1
-        c["kept"] += int(kept)
-        c["completions"] += j["k"]
-        c["format_failures"] += j["format_failures"]
-        c["correct"] += j["correct"]
-        c["errors"] += int(bool(j.get("error")))
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [{"source": k[0], "modality": k[1], "label": k[2], **v} for k, v in sorted(self._c.items())]
-
-    def totals(self) -> dict[str, int]:
-        return {f: sum(v[f] for v in self._c.values()) for f in self.FIELDS}
-
-
-def print_stats(rows: Sequence[Mapping[str, Any]], title: str = "rejection sampling") -> None:
-    """Print stats rows (:meth:`Stats.rows`) as a rich table with a total line."""
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    cols = ("source", "modality", "label (req/resp)", "seen", "kept", "kept %", "format fail %", "accuracy %", "errors")
-    for col in cols:
-        t.add_column(col, justify="left" if col in cols[:3] else "right")
-
-    def add(name: str, mod: str, lab: str, r: Mapping[str, Any]) -> None:
-        comp = max(r["completions"], 1)
-        t.add_row(name, mod, lab, str(r["seen"]), str(r["kept"]), f"{100 * r['kept'] / max(r['seen'], 1):.1f}",
-                  f"{100 * r['format_failures'] / comp:.1f}", f"{100 * r['correct'] / comp:.1f}",
-                  str(r.get("errors", 0)))
-
-    for r in rows:
-        add(r["source"], r["modality"], r["label"], r)
-    total = {f: sum(r.get(f, 0) for r in rows) for f in Stats.FIELDS}
-    add("total", "", "", total)
-    Console(width=None if sys.stdout.isatty() else 140).print(t)
+def keep_decision(rule: KeepRule, j: Mapping[str, Any]) -> str:
+    """``"kept"``, ``"not_hard"`` or why the prompt is neither: ``"prompt_too_long"``, ``"error"``,
+    ``"undecided"`` (every completion truncated). The rule sees the judged completions only."""
+    if j.get("error"):
+        return "prompt_too_long" if j.get("error_kind") == "prompt_too_long" else "error"
+    judged = j["k"] - j.get("truncated", 0)
+    if judged < 1:
+        return "undecided"
+    return "kept" if rule.keep(j["correct"], judged) else "not_hard"
 
 
 # ------------------------------------------------------------------------------------- config
@@ -286,12 +261,13 @@ def run_shard(engine: Any, shard: WorkShard, params: SamplingParams, path: str |
     params = SamplingParams(**{**asdict(params), "seed": shard_seed(params.seed, shard.index)})
     completions, failures = isolate_failures(lambda xs: engine.generate(xs, params), inputs)
     errors = [None if e is None else (" ".join(str(e).split())[:300] or type(e).__name__) for e in failures]
+    kinds = ["prompt_too_long" if isinstance(e, PromptTooLongError) else "error" for e in failures]
     ok = [i for i, e in enumerate(errors) if e is None]
     judged = dict(zip(ok, judge([samples[i] for i in ok], [completions[i] for i in ok]), strict=True))
     rows = []
     for i, s in enumerate(samples):
-        j = judged.get(i) or {"k": 0, "correct": 0, "format_failures": 0, "predictions": [],
-                              "completions_sha256": None, "tokens": 0, "error": errors[i]}
+        j = judged.get(i) or {"k": 0, "correct": 0, "format_failures": 0, "truncated": 0, "predictions": [],
+                              "completions_sha256": None, "tokens": 0, "error": errors[i], "error_kind": kinds[i]}
         row = s.to_row()
         row["provenance"] = json.dumps({**s.provenance, "reject": j}, sort_keys=True, ensure_ascii=False)
         rows.append(row)
@@ -390,7 +366,8 @@ def run_reject(cfg: RejectConfig, *, show_table: bool = True) -> dict[str, Any]:
     """Run rejection sampling (see the module docstring); resumes from finished work shards.
 
     Returns:
-        A summary: ``seen``, ``kept``, ``format_failures``, ``shards``, ``resumed_shards``, ``out``.
+        A summary: :class:`Stats` totals (``seen``, ``kept``, ``format_failures``, ``truncated``,
+        ``undecided``, ``prompt_too_long``, ``errors``, ...), ``shards``, ``resumed_shards``, ``out``.
     """
     out = Path(cfg.out)
     data_dir, files, in_manifest = _input_files(cfg)
@@ -487,12 +464,16 @@ def _finalize(cfg: RejectConfig, shards: Sequence[WorkShard], paths: Mapping[int
     writer = _ReportingShardWriter(cfg.out, stage=STAGE, config={**asdict(cfg), "fingerprint": fp})
     with writer as w:
         for sample, j in _iter_judged(shards, paths):
-            kept = not j.get("error") and rule.keep(j["correct"], j["k"])
-            stats.add(sample, j, kept)
-            if kept:
+            decision = keep_decision(rule, j)
+            stats.add(sample, j, decision)
+            if decision == "kept":
                 w.write(sample)
-            elif j.get("error"):
+            elif decision == "prompt_too_long":
+                w.skip(sample.id, f"prompt too long: {j['error']}")
+            elif decision == "error":
                 w.skip(sample.id, f"generation failed: {j['error']}")
+            elif decision == "undecided":
+                w.skip(sample.id, f"all {j['k']} completions stopped at max_new_tokens={cfg.max_new_tokens}")
         w.report = {"keep_rule": asdict(rule), "totals": stats.totals(), "stats": stats.rows()}
     if show_table:
         print_stats(stats.rows())

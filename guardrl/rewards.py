@@ -1,8 +1,9 @@
 """The length-aware safety reward of GuardReasoner-VL (pure: no torch, no verl).
 
 For one completion ``y`` with gold labels ``g_req`` / ``g_resp`` (either may be
-``None``, not both), ``L`` = reasoning length in tokens (the think block; a
-tokenizer's counter, or whitespace words when none is given)::
+``None``, not both), ``L`` = reasoning length: the think block in tokens of the policy's own
+tokenizer (``count_tokens``; the verl adapter always passes the actor's tokenizer), or whitespace
+words when no counter is given (``length_unit: words`` in a recipe)::
 
     I_format  = 1 if parse(y).format_ok else 0            (guardrl.parse: one think block, then one
                                                            result block with parseable labels)
@@ -22,18 +23,37 @@ tokenizer's counter, or whitespace words when none is given)::
     reward    = floor                       if I_format == 0
                 max(floor, raw - eco_cost)  otherwise
 
-``floor`` defaults to ``-1 / l_min**2`` (the smallest ``raw``), so by default only
-format failures sit exactly on the floor. Bounds: ``reward in [floor, 0]``; a fully
-correct, well-formed answer gets 0 (the maximum) whatever its length when Eco is off.
+``floor`` defaults to ``-1 / l_min**2`` (the smallest ``raw``), so by default format failures
+*and* fully wrong answers whose reasoning is at most ``l_min * max_length`` tokens sit exactly on
+the floor (``raw = -1 / l_min**2`` there); a half-wrong short answer gets half of it. Bounds:
+``reward in [floor, 0]``; a fully correct, well-formed answer gets 0 (the maximum) whatever its
+length when the Eco cost is off.
+
+Why ``l_min = 0.05``: the paper's ``(r_safety - 1) / l_norm**2`` is unbounded at ``l_norm = 0``;
+the clamp makes the floor finite (``-400``) while every wrong answer that reasoned more than 5% of
+the budget (~100 tokens of 2048, a short think block) still gets a length-dependent reward, so the
+length signal covers the traces the R-SFT model writes. A larger ``l_min`` flattens more of that
+range; a smaller one makes the floor (and the advantage spread of a GRPO group) grow as
+``1 / l_min**2``.
+
+By design, the length term rewards longer reasoning on *wrong* answers: in a GRPO group of wrong
+answers (or wrong answers and format failures) the ones that reasoned longer get a positive advantage.
+The verl trainer logs it per step (``guard/adv_wrong_pos_frac``: share of wrong answers with a
+positive advantage; ``guard/adv_wrong_mean``: their mean advantage).
+
+Eco (the paper's variant, as in the released code): ``beta = ECO_BETA = 500 / 3072`` (~0.163), i.e.
+the released code's denominator cap ``(500 / 3072)**2``: reasoning longer than ~16% of the maximum
+response length earns a wrong answer nothing more, so the policy is no longer pushed to lengthen.
 
 * ``no_length=True`` (ablation): ``reward = r_safety`` in ``[0, 1]`` (format failure 0).
-* Eco (``eco_budget`` set): a fully correct answer loses ``eco_coef`` per ``max_length``
-  tokens of reasoning beyond ``eco_budget`` (at most ``eco_coef``). ``eco_coef < 0.5 / beta**2``
+* optional length cost (``eco_budget`` set, off by default, also on top of the Eco beta): a fully
+  correct answer loses ``eco_coef`` per ``max_length`` tokens of reasoning beyond ``eco_budget``
+  (at most ``eco_coef``). ``eco_coef < 0.5 / beta**2``
   is enforced so that any correct answer still beats any wrong one; within a GRPO group of
   correct answers the shorter ones get the higher advantage, which shortens outputs.
 
 Defaults: ``beta = 1`` (the paper), ``l_min = 0.05``, ``max_length = 2048`` (set it to the
-rollout's ``max_response_length``), Eco off.
+rollout's ``max_response_length``), no length cost.
 """
 
 from __future__ import annotations
@@ -50,6 +70,8 @@ from guardrl.schema import normalize_label
 
 NAN = float("nan")
 TokenCounter = Callable[[str], int]
+ECO_BETA = 500 / 3072  # the released code's Eco cap: denominator min(len, 500)^2 / 3072^2
+LENGTH_UNITS = ("tokens", "words")
 
 
 @dataclass(frozen=True)
@@ -57,14 +79,14 @@ class RewardConfig:
     """Parameters of the length-aware reward (see the module docstring for the formula).
 
     Args:
-        beta: cap on the normalised reasoning length (paper: 1).
+        beta: cap on the normalised reasoning length (paper: 1; Eco: ``ECO_BETA = 500 / 3072``).
         l_min: lower clamp of ``l_norm`` (keeps the reward finite at ``l_norm = 0``); ``0 < l_min <= min(beta, 1)``.
         floor: the lowest reward (format failures get it); ``None`` = ``-1 / l_min**2``. Must be
             ``<= -1 / min(beta, 1)**2`` so that wrong answers reasoning up to the cap are not clipped.
         max_length: tokens that make ``l_norm = 1`` (the rollout's maximum response length).
         no_length: ablation switch: the reward is plain ``r_safety``.
-        eco_budget: Eco variant: reasoning tokens a correct answer may use for free; ``None`` = off.
-        eco_coef: Eco variant: cost per ``max_length`` tokens beyond the budget (``< 0.5 / beta**2``).
+        eco_budget: optional length cost: reasoning tokens a correct answer may use for free; ``None`` = off.
+        eco_coef: optional length cost per ``max_length`` tokens beyond the budget (``< 0.5 / beta**2``).
 
     Raises:
         ValueError: for parameters outside those ranges.

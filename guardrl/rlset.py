@@ -1,12 +1,13 @@
 """The RL set: hard samples from rejection sampling + safety-aware concatenations, in verl's format.
 
 :func:`build_rl_set` (``guardrl augment run``) reads the rejection-sampling
-output, draws pairs with a seed (:func:`guardrl.augment.plan_pairs`), joins
+output, holds out ``dev_size`` hard samples for validation *first*, then draws pairs within
+the remaining train samples with a seed (:func:`guardrl.augment.plan_pairs`), joins
 them in Ray tasks over chunks of pairs (:func:`guardrl.augment.concat_samples`),
 and publishes one folder atomically:
 
 * ``OUT/part-*.parquet`` + ``manifest.json``: the RL set in guardrl's schema
-  (manifest ``augment`` report: base / augmented counts, actual share, skipped pairs);
+  (manifest ``augment`` report: base / augmented counts, actual share of the train set, skipped pairs);
 * ``OUT/verl/train.parquet`` (and ``dev.parquet`` when ``dev_size > 0``): the
   same rows in the layout verl's ``RLHFDataset`` reads (:func:`to_verl_row`).
 
@@ -197,26 +198,32 @@ def build_rl_set(cfg: AugmentConfig) -> dict[str, Any]:
         n_base = min(len(pool), round(cfg.size * (1 - cfg.share)))
         pool = sorted(rng.sample(pool, n_base))
     base = table.take(pool) if len(pool) != table.num_rows else table
-    n_aug = num_augmented(base.num_rows, cfg.share) if base.num_rows >= 2 else 0
-    pairs = plan_pairs(base.num_rows, n_aug + n_aug // 20 + 2, seed=cfg.seed) if n_aug else []
-    rows, reasons = _join_pairs(base, pairs, cfg) if pairs else ([], [])
+    # dev first, from the hard samples only; pairs are drawn within train, so no dev sample is a parent
+    # of a joined train sample (validation never sees a half of a training prompt)
+    order = list(range(base.num_rows))
+    rng.shuffle(order)
+    n_dev = min(cfg.dev_size, base.num_rows // 2)  # a small hard set still leaves most rows for training
+    if n_dev < cfg.dev_size:
+        log.warning("augment: only %d hard samples; holding out %d (not dev_size=%d) for dev", base.num_rows,
+                    n_dev, cfg.dev_size)
+    dev = [Sample.from_row(r) for r in base.take(sorted(order[:n_dev])).to_pylist()] if n_dev else []
+    train_base = base.take(sorted(order[n_dev:])) if n_dev else base
+    n_aug = num_augmented(train_base.num_rows, cfg.share) if train_base.num_rows >= 2 else 0
+    pairs = plan_pairs(train_base.num_rows, n_aug + n_aug // 20 + 2, seed=cfg.seed) if n_aug else []
+    rows, reasons = _join_pairs(train_base, pairs, cfg) if pairs else ([], [])
     seen: set[str] = set(base.column("id").to_pylist())
     augmented: list[Sample] = []
     for r in rows:
         if r is not None and r["id"] not in seen and len(augmented) < n_aug:
             seen.add(r["id"])
             augmented.append(Sample.from_row(r))
-    samples = [Sample.from_row(r) for r in base.to_pylist()] + augmented
-    rng.shuffle(samples)
-    n_dev = min(cfg.dev_size, len(samples) // 2)  # a small hard set still leaves most rows for training
-    if n_dev < cfg.dev_size:
-        log.warning("augment: only %d samples; holding out %d (not dev_size=%d) for dev", len(samples), n_dev,
-                    cfg.dev_size)
-    dev, train = samples[:n_dev], samples[n_dev:]
+    train = [Sample.from_row(r) for r in train_base.to_pylist()] + augmented
+    rng.shuffle(train)
+    samples = train + dev
     report = {
         "base": base.num_rows,
         "augmented": len(augmented),
-        "share": round(len(augmented) / max(len(samples), 1), 4),
+        "share": round(len(augmented) / max(len(train), 1), 4),  # of the train set (dev holds no joined rows)
         "skipped_pairs": len(reasons),
         "skipped_examples": reasons[:20],
         "train": len(train),

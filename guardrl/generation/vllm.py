@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from guardrl.generation.base import Completion, GenerationInput, SamplingParams
+from guardrl.generation.base import Completion, GenerationInput, PromptTooLongError, SamplingParams
 from guardrl.generation.hf import decode_images
 from guardrl.prompts import build_messages
 
@@ -58,6 +58,7 @@ class VLLMEngine:
             dtype=dtype,
         )
         self.max_images = max_images
+        self.max_model_len = max_model_len
         log.info("vLLM engine: %s, tensor_parallel_size=%d", model_path, tensor_parallel_size)
 
     def _request(self, x: GenerationInput) -> dict:
@@ -81,7 +82,9 @@ class VLLMEngine:
             max_tokens=params.max_new_tokens,
             seed=params.seed,
         )
-        outs = self.llm.generate([self._request(x) for x in inputs], sp, use_tqdm=False)
+        requests = [self._request(x) for x in inputs]
+        check_prompt_lengths(self.processor, inputs, requests, self.max_model_len, params.max_new_tokens)
+        outs = self.llm.generate(requests, sp, use_tqdm=False)
         return [
             [
                 Completion(
@@ -97,3 +100,33 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.llm = None
+
+
+def check_prompt_lengths(
+    processor: object,
+    inputs: Sequence[GenerationInput],
+    requests: Sequence[dict],
+    max_model_len: int | None,
+    max_new_tokens: int,
+) -> None:
+    """Refuse (never truncate) a prompt that leaves no room for ``max_new_tokens`` in ``max_model_len``,
+    before vLLM sees it (vLLM would raise a plain ``ValueError`` for the whole batch).
+
+    The prompt length is the processor's own count: the rendered chat text with every image
+    placeholder expanded into its vision tokens, as vLLM feeds the model.
+
+    Raises:
+        PromptTooLongError: naming the input's id, its length and the limit (as the HF engine does).
+    """
+    if not max_model_len:
+        return
+    limit = int(max_model_len) - int(max_new_tokens)
+    for i, (x, req) in enumerate(zip(inputs, requests, strict=True)):
+        images = (req.get("multi_modal_data") or {}).get("image") or None
+        enc = processor(text=[req["prompt"]], images=images, return_tensors=None)  # type: ignore[operator]
+        n = len(enc["input_ids"][0])
+        if n > limit:
+            raise PromptTooLongError(
+                f"input {x.id or i}: the prompt is {n:,} tokens; max_model_len is {max_model_len:,}, "
+                f"{max_new_tokens} of them kept for new tokens. Over-long inputs are refused, not "
+                "truncated (a cut request could hide its harmful part)")

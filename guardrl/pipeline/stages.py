@@ -94,19 +94,85 @@ def _last_jsonl(path: Path) -> dict[str, Any]:
     return {"first": first or {}, "last": last}
 
 
+def data_commands(ctx: StageContext) -> list[list[str]]:
+    """guard-mini (default), or ``converter: NAME`` (``guardrl data convert NAME --src SRC``, e.g.
+    ``guardreasoner_vltrain`` for the 3B/7B pipelines)."""
+    src = ctx.config.get("src", "data/guard-mini")
+    if ctx.config.get("converter"):
+        return [["data", "convert", str(ctx.config["converter"]), "--src", str(src), "--out", str(ctx.out_dir)]]
+    return [["data", "guard-mini", "--src", str(src), "--out", str(ctx.out_dir)]]
+
+
+def sft_commands(ctx: StageContext) -> list[list[str]]:
+    fixed = {"data.path": ctx.inputs["data"], "trainer.output_dir": ctx.out_dir,
+             "model.path": ctx.config.get("base_model", ctx.run_dir / "base-model")}
+    return [["sft", "train", _recipe(ctx), *_overrides(ctx, fixed)]]
+
+
+def reject_commands(ctx: StageContext) -> list[list[str]]:
+    fixed = {"reject.data": ctx.inputs["data"], "reject.model": ctx.inputs["sft"] / "hf", "reject.out": ctx.out_dir}
+    return [["reject", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+
+
+def augment_commands(ctx: StageContext) -> list[list[str]]:
+    fixed = {"augment.data": ctx.inputs["reject"], "augment.out": ctx.out_dir}
+    return [["augment", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+
+
+def rl_commands(ctx: StageContext) -> list[list[str]]:
+    verl_dir = ctx.inputs["augment"] / "verl"
+    fixed = {"model.path": ctx.inputs["sft"] / "hf", "data.train": verl_dir / "train.parquet",
+             "data.val": verl_dir / "dev.parquet", "data.build_demo_if_missing": "false", "output_dir": ctx.out_dir}
+    return [["rl", "run", _recipe(ctx), *_overrides(ctx, fixed)]]
+
+
+def export_commands(ctx: StageContext) -> list[list[str]]:
+    data_manifest = ctx.run_dir / "data" / "manifest.json"
+    fixed = {"export.checkpoint": ctx.inputs["rl"] / "checkpoints", "export.out": ctx.out_dir,
+             "export.processor": ctx.run_dir / "sft" / "hf",
+             "export.manifests": [str(data_manifest)] if data_manifest.is_file() else []}
+    return [["export", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+
+
+EVAL_RUNS = ("sft", "rl")
+
+
+def eval_commands(ctx: StageContext) -> list[list[str]]:
+    """The SFT model and the RL model on the same sets, then the side-by-side comparison. The sets: the
+    pipeline's own dev split (default), or ``benchmarks: recipe`` = the eval recipe's benchmark list."""
+    runs = {"sft": ctx.inputs["sft"] / "hf", "rl": ctx.inputs["export"]}
+    prefix = str(ctx.config.get("run_name", "tiny"))
+    cmds = []
+    for name, model in runs.items():
+        fixed: dict[str, Any] = {"eval.model": model, "eval.out": ctx.out_dir / name, "eval.run_name": f"{prefix}-{name}"}
+        if ctx.config.get("benchmarks") != "recipe":
+            fixed["eval.benchmarks"] = [{"path": str(ctx.inputs["data"]), "split": "dev", "name": "guard-mini-dev",
+                                         **({"limit": ctx.config["limit"]} if ctx.config.get("limit") else {})}]
+        cmds.append(["eval", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)])
+    cmds.append(["eval", "compare", str(ctx.out_dir / "sft"), str(ctx.out_dir / "rl"),
+                 "--out", str(ctx.out_dir / "compare.md")])
+    return cmds
+
+
+# stage -> the guardrl commands it runs (pure: tests compose every stage of a pipeline from these)
+STAGE_COMMANDS = {"data": data_commands, "sft": sft_commands, "reject": reject_commands,
+                  "augment": augment_commands, "rl": rl_commands, "export": export_commands, "eval": eval_commands}
+
+
 @register_stage("data")
 def data_stage(ctx: StageContext) -> dict[str, Any]:
-    src = ctx.config.get("src", "data/guard-mini")
-    run_cli(ctx, ["data", "guard-mini", "--src", str(src), "--out", str(ctx.out_dir)])
+    (cmd,) = data_commands(ctx)
+    run_cli(ctx, cmd)
     m = _manifest(ctx.out_dir)
+    if not m.get("splits"):
+        return {"rows": m.get("num_rows")}
     return {f"{name}_rows": split.get("num_rows") for name, split in (m.get("splits") or {}).items()}
 
 
 @register_stage("sft", needs=("data",))
 def sft_stage(ctx: StageContext) -> dict[str, Any]:
-    fixed = {"data.path": ctx.inputs["data"], "trainer.output_dir": ctx.out_dir,
-             "model.path": ctx.config.get("base_model", ctx.run_dir / "base-model")}
-    run_cli(ctx, ["sft", "train", _recipe(ctx), *_overrides(ctx, fixed)], env=_ray_env())
+    (cmd,) = sft_commands(ctx)
+    run_cli(ctx, cmd, env=_ray_env())
     m = _last_jsonl(ctx.out_dir / "metrics.jsonl")
     return {"loss_first": m.get("first", {}).get("loss"), "loss_last": m.get("last", {}).get("loss"),
             "steps": m.get("last", {}).get("step")}
@@ -114,34 +180,32 @@ def sft_stage(ctx: StageContext) -> dict[str, Any]:
 
 @register_stage("reject", needs=("data", "sft"))
 def reject_stage(ctx: StageContext) -> dict[str, Any]:
-    fixed = {"reject.data": ctx.inputs["data"], "reject.model": ctx.inputs["sft"] / "hf", "reject.out": ctx.out_dir}
-    run_cli(ctx, ["reject", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)], env=_ray_env())
+    (cmd,) = reject_commands(ctx)
+    run_cli(ctx, cmd, env=_ray_env())
     totals = (_manifest(ctx.out_dir).get("reject") or {}).get("totals") or {}
-    return {k: totals[k] for k in ("seen", "kept", "format_failures") if k in totals}
+    return {k: totals[k] for k in ("seen", "kept", "format_failures", "truncated", "prompt_too_long") if k in totals}
 
 
 @register_stage("augment", needs=("reject",))
 def augment_stage(ctx: StageContext) -> dict[str, Any]:
-    fixed = {"augment.data": ctx.inputs["reject"], "augment.out": ctx.out_dir}
-    run_cli(ctx, ["augment", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)], env=_ray_env())
+    (cmd,) = augment_commands(ctx)
+    run_cli(ctx, cmd, env=_ray_env())
     return {"rows": _manifest(ctx.out_dir).get("num_rows")}
 
 
 @register_stage("rl", needs=("sft", "augment"))
 def rl_stage(ctx: StageContext) -> dict[str, Any]:
-    verl_dir = ctx.inputs["augment"] / "verl"
-    fixed = {"model.path": ctx.inputs["sft"] / "hf", "data.train": verl_dir / "train.parquet",
-             "data.val": verl_dir / "dev.parquet", "data.build_demo_if_missing": "false", "output_dir": ctx.out_dir}
+    (cmd,) = rl_commands(ctx)
     # verl's trainer is a Ray driver of its own: on a laptop it starts its own local cluster (with the
     # CPU platform's logical GPUs); on a cluster RAY_ADDRESS, if set, is passed through unchanged.
     env = {} if os.environ.get("RAY_ADDRESS") else {"RAY_ADDRESS": ""}
-    run_cli(ctx, ["rl", "run", _recipe(ctx), *_overrides(ctx, fixed)], env=env)
+    run_cli(ctx, cmd, env=env)
     m = _last_jsonl(ctx.out_dir / "metrics.jsonl")  # verl's file logger: {"step": N, "data": {...}}
     last = m.get("last", {})
     data = last.get("data", {})
     summary = {"steps": last.get("step")}
     for key, name in (("critic/score/mean", "reward"), ("actor/guard/clip_bound", "clip_bound"),
-                      ("response_length/mean", "response_len")):
+                      ("response_length/mean", "response_len"), ("guard/adv_wrong_pos_frac", "adv_wrong_pos")):
         if key in data:
             summary[name] = data[key]
     return summary
@@ -149,30 +213,21 @@ def rl_stage(ctx: StageContext) -> dict[str, Any]:
 
 @register_stage("export", needs=("rl",))
 def export_stage(ctx: StageContext) -> dict[str, Any]:
-    data_manifest = ctx.run_dir / "data" / "manifest.json"
-    fixed = {"export.checkpoint": ctx.inputs["rl"] / "checkpoints", "export.out": ctx.out_dir,
-             "export.processor": ctx.run_dir / "sft" / "hf",
-             "export.manifests": [str(data_manifest)] if data_manifest.is_file() else []}
-    run_cli(ctx, ["export", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)])
+    (cmd,) = export_commands(ctx)
+    run_cli(ctx, cmd)
     return {"files": len(list(ctx.out_dir.glob("*")))}
 
 
 @register_stage("eval", needs=("data", "sft", "export"))
 def eval_stage(ctx: StageContext) -> dict[str, Any]:
     """Evaluate the SFT model and the RL model on the same sets, then the side-by-side comparison."""
-    runs = {"sft": ctx.inputs["sft"] / "hf", "rl": ctx.inputs["export"]}
-    bench = [{"path": str(ctx.inputs["data"]), "split": "dev", "name": "guard-mini-dev",
-              **({"limit": ctx.config["limit"]} if ctx.config.get("limit") else {})}]
-    results = {}
-    for name, model in runs.items():
-        out = ctx.out_dir / name
-        fixed = {"eval.model": model, "eval.out": out, "eval.run_name": f"tiny-{name}", "eval.benchmarks": bench}
-        run_cli(ctx, ["eval", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)], env=_ray_env(), tag=name)
-        results[name] = json.loads((out / "results.json").read_text())
-    run_cli(ctx, ["eval", "compare", str(ctx.out_dir / "sft"), str(ctx.out_dir / "rl"),
-                  "--out", str(ctx.out_dir / "compare.md")], tag="compare")
+    cmds = eval_commands(ctx)
+    for name, cmd in zip(EVAL_RUNS, cmds, strict=False):
+        run_cli(ctx, cmd, env=_ray_env(), tag=name)
+    run_cli(ctx, cmds[-1], tag="compare")
     summary: dict[str, Any] = {}
-    for name, res in results.items():
+    for name in EVAL_RUNS:
+        res = json.loads((ctx.out_dir / name / "results.json").read_text())
         metrics = res.get("metrics", res)
         for task in ("request", "response"):
             key = f"guard/avg/{task}/f1"

@@ -7,5 +7,6 @@ submodule you need:
   calls (``reward.custom_reward_function.path/name``);
 * :mod:`guardrl.verl_ext.policy_loss` — the ``guardrl_dynamic_clip`` policy loss, registered
   with verl's ``register_policy_loss`` when the module is imported
-  (``actor_rollout_ref.actor.policy_loss.loss_mode=guardrl_dynamic_clip``).
+  (``actor_rollout_ref.actor.policy_loss.loss_mode=guardrl_dynamic_clip``);
+* :mod:`guardrl.verl_ext.recipe_config` — the typed guardrl keys of an RL recipe (pure), validated at load.
 """

@@ -33,7 +33,7 @@ def config_cmd(
     from guardrl.recipe import load_recipe
     from guardrl.verl_ext import entry
 
-    rec = load_recipe(recipe, overrides or ())
+    rec = load_recipe(recipe, entry.verl_plus_overrides(overrides or ()))
     entry.set_process_env(rec)
     for mod in entry.external_modules(rec):
         __import__(mod)

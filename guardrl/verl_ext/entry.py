@@ -26,7 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from guardrl.recipe import RecipeError, load_recipe, require
+from guardrl.recipe import RecipeError, load_recipe
+from guardrl.verl_ext.recipe_config import RLRecipe, parse_rl_recipe, section_dict
 
 log = logging.getLogger(__name__)
 
@@ -96,31 +97,30 @@ def _looks_like_hub_id(path: str) -> bool:
     return not path.startswith((".", "/", "outputs", "runs")) and path.count("/") == 1
 
 
-def _guardrl_fields(recipe: DictConfig, base: DictConfig) -> dict[str, Any]:
-    """Map the recipe's guardrl fields (model, data, output_dir, reward, clip) onto verl's keys."""
+def _guardrl_fields(recipe: DictConfig, rc: RLRecipe) -> dict[str, Any]:
+    """Map the recipe's typed guardrl fields (model, data, output_dir, reward, clip) onto verl's keys."""
     out: dict[str, Any] = {"actor_rollout_ref": {"model": {"path": model_path(recipe)}}}
-    data = recipe.get("data") or {}
-    if data.get("train"):
-        out["data"] = {"train_files": str(data.train), "val_files": str(data.get("val") or data.train)}
-    if recipe.get("output_dir"):
-        out["trainer"] = {"default_local_dir": str(Path(recipe.output_dir) / "checkpoints")}
-    if recipe.get("reward") is not None:
-        kwargs = {k: v for k, v in OmegaConf.to_container(recipe.reward, resolve=True).items() if v is not None}
+    if rc.data.train:
+        out["data"] = {"train_files": str(rc.data.train), "val_files": str(rc.data.val or rc.data.train)}
+    if rc.output_dir:
+        out["trainer"] = {"default_local_dir": str(Path(rc.output_dir) / "checkpoints")}
+    if rc.reward is not None:
+        kwargs = section_dict(rc.reward)
         kwargs.setdefault("max_length", "${data.max_response_length}")
         out["reward"] = {
             "custom_reward_function": {"path": REWARD_FN_PATH, "name": REWARD_FN_NAME, "reward_kwargs": kwargs}
         }
-    if recipe.get("clip") is not None:
-        clip = recipe.clip
+    if rc.clip is not None:
+        eps = float(rc.clip.eps)
         out["actor_rollout_ref"]["actor"] = {
-            "clip_ratio": float(clip.get("eps", 0.2)),
-            "clip_ratio_low": float(clip.get("eps", 0.2)),
-            "clip_ratio_high": float(clip.get("eps", 0.2)),
+            "clip_ratio": eps,
+            "clip_ratio_low": eps,
+            "clip_ratio_high": eps,
             "policy_loss": {
                 "_target_": POLICY_LOSS_CONFIG,
                 "loss_mode": POLICY_LOSS_NAME,
-                "clip_schedule": str(clip.get("schedule", "linear")),
-                "clip_floor": float(clip.get("floor", 0.01)),
+                "clip_schedule": str(rc.clip.schedule),
+                "clip_floor": float(rc.clip.floor),
             },
         }
     return out
@@ -144,21 +144,20 @@ def compose_config(recipe: DictConfig, overrides: Sequence[str] = ()) -> DictCon
     """
     from hydra import compose, initialize_config_dir
 
-    require(recipe, "model")
-    if recipe.get("device") not in (None, "cpu", "cuda"):
-        raise RecipeError(f"{recipe.get('_recipe_path')}: device must be cpu or cuda, got {recipe.device!r}")
+    rc = parse_rl_recipe(recipe)  # unknown keys / bad values -> RecipeError naming the recipe and the key
     with initialize_config_dir(config_dir=verl_config_dir(), version_base=None):
         cfg = compose(config_name=VERL_CONFIG_NAME)
     OmegaConf.set_struct(cfg, False)
     layers = []
     if str(recipe.get("device", "cuda")) == "cpu":
         layers.append(_cpu_defaults(recipe))
-    layers.append(_guardrl_fields(recipe, cfg))
+    layers.append(_guardrl_fields(recipe, rc))
     if recipe.get("verl") is not None:
         layers.append(OmegaConf.to_container(recipe.verl, resolve=False))
     for layer in layers:
+        layer, added = _split_added(layer)
         _check_known_keys(cfg, layer, recipe.get("_recipe_path", "<recipe>"))
-        cfg = OmegaConf.merge(cfg, layer)
+        cfg = OmegaConf.merge(cfg, layer, added)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise RecipeError(f"override(s) {bad} are not of the form key.path=value")
@@ -167,10 +166,56 @@ def compose_config(recipe: DictConfig, overrides: Sequence[str] = ()) -> DictCon
         if not o.startswith("+"):  # '+key=value' adds a key verl does not have
             _check_known_keys(cfg, layer, "override")
         cfg = OmegaConf.merge(cfg, layer)
+    _set_length_tokenizer(recipe, cfg)
     pl = cfg.actor_rollout_ref.actor.policy_loss
     if pl.get("loss_mode") == POLICY_LOSS_NAME and pl.get("updates_per_step") is None:
         pl.updates_per_step = _updates_per_step(cfg)  # the loss turns optimizer updates into steps
     return cfg
+
+
+def _set_length_tokenizer(recipe: DictConfig, cfg: DictConfig) -> None:
+    """Count the reward's reasoning length in the actor's own tokens: ``tokenizer_path`` = the tokenizer
+    verl loads for the actor (``model.tokenizer_path``, else ``model.path``), set after every override so
+    it follows ``model.path``; ``reward.length_unit: words`` leaves whitespace words."""
+    crf = cfg.get("reward", {}).get("custom_reward_function") or {}
+    if crf.get("path") != REWARD_FN_PATH:
+        return
+    kwargs = crf.reward_kwargs
+    unit = kwargs.pop("length_unit", "tokens") if "length_unit" in kwargs else "tokens"
+    if unit == "words" or kwargs.get("tokenizer_path"):
+        return
+    model = cfg.actor_rollout_ref.model
+    kwargs.tokenizer_path = str(model.get("tokenizer_path") or model.path)
+
+
+def _split_added(layer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(checked, added)``: keys written ``+key`` (at any depth, or ``+a.b.c`` dotted) go to ``added``
+    without the ``+`` and skip the known-key check, as with Hydra's ``+`` (a field verl's dataclasses
+    accept but its YAML lacks, e.g. ``+actor_rollout_ref.rollout.enable_sleep_mode``)."""
+    checked: dict[str, Any] = {}
+    added: dict[str, Any] = {}
+    for key, value in layer.items():
+        if isinstance(key, str) and key.startswith("+"):
+            node: dict[str, Any] = {}
+            parts = key[1:].split(".")
+            cur = node
+            for p in parts[:-1]:
+                cur = cur.setdefault(p, {})
+            cur[parts[-1]] = value
+            added = OmegaConf.to_container(OmegaConf.merge(added, node))
+        elif isinstance(value, dict):
+            sub_checked, sub_added = _split_added(value)
+            checked[key] = sub_checked
+            if sub_added:
+                added.setdefault(key, {}).update(sub_added)
+        else:
+            checked[key] = value
+    return checked, added
+
+
+def verl_plus_overrides(overrides: Sequence[str]) -> list[str]:
+    """Recipe overrides ``+verl.a.b=v`` -> ``verl.+a.b=v`` (the ``+`` moves inside the verl mapping)."""
+    return [f"verl.+{o[len('+verl.'):]}" if o.startswith("+verl.") else o for o in overrides]
 
 
 # verl sections that accept free-form keys (passed through to HF / Ray / engines)
@@ -358,7 +403,8 @@ def run(recipe_path: str | Path, overrides: Sequence[str] = (), verl_overrides: 
             ``verl.trainer.total_training_steps=2``).
         verl_overrides: dotted overrides applied last on verl's composed config.
     """
-    recipe = load_recipe(recipe_path, overrides)
+    recipe = load_recipe(recipe_path, verl_plus_overrides(overrides))
+    parse_rl_recipe(recipe)  # fail on a typo before any import, model build or Ray start
     env = set_process_env(recipe)
     for mod in external_modules(recipe):  # the driver needs them too (platform, registries)
         __import__(mod)
@@ -384,6 +430,11 @@ def run(recipe_path: str | Path, overrides: Sequence[str] = (), verl_overrides: 
     try:
         if cfg.trainer.use_v1:
             from verl.trainer.main_ppo import TaskRunnerV1 as runner
+
+            if cfg.actor_rollout_ref.actor.policy_loss.get("loss_mode") == POLICY_LOSS_NAME:
+                from guardrl.verl_ext.policy_loss import UNPINNED_WARNING
+
+                log.warning(UNPINNED_WARNING)
         else:
             from guardrl.verl_ext.trainer import GuardTaskRunner as runner
         run_ppo(cfg, task_runner_class=runner)

@@ -26,12 +26,16 @@ Where the step comes from. verl 0.9.1 calls a policy loss with tensors and the a
 ``actor.optim.total_training_steps`` (the trainer writes it into the config before the workers
 start). The current step ``s`` (from 0) is, in order:
 
-1. an explicit clock, :func:`set_clip_step` (tests, or a trainer that pushes the step);
-2. otherwise the actor's optimizer: a torch optimizer-step hook (public ``torch.optim`` API)
-   reads the optimizer's own ``step`` count (saved in checkpoints, so it survives a resume) and
-   ``s = optimizer_updates // updates_per_step``. After a resume the first mini-batch, computed
-   before the first optimizer update of the process, uses step 0; an update verl skips for a
-   non-finite gradient norm is not counted.
+1. an explicit clock, :func:`set_clip_step`: ``guardrl rl``'s trainer
+   (:class:`guardrl.verl_ext.trainer.GuardPPOTrainer`, ``trainer.use_v1=false``, the recipes' path)
+   pins ``s = global_steps - 1`` in every actor worker before each update, so the bound is exact at
+   every step, also right after a resume;
+2. otherwise (``trainer.use_v1=true`` or any other trainer) the actor's optimizer: a torch
+   optimizer-step hook (public ``torch.optim`` API) reads the optimizer's own ``step`` count and
+   ``s = optimizer_updates // updates_per_step``. This cannot be exact after a resume: the first
+   mini-batch, computed before the first optimizer update of the process, uses step 0 (bound ``eps``);
+   an update verl skips for a non-finite gradient norm is not counted. The loss logs a warning saying
+   so, once per process, the first time it runs without a pinned step.
 
 The bound for both sides is ``schedule(eps_side, s, S, clip_floor)`` (``guardrl.clipping``), then
 verl's own ``vanilla`` loss runs with it, so at ``s = 0`` this loss equals ``vanilla``. Metrics:
@@ -41,6 +45,7 @@ verl's trainer logs actor metrics as ``actor/guard/clip_bound`` etc.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +62,11 @@ from verl.workers.config import PolicyLossConfig
 from guardrl.clipping import DEFAULT_FLOOR, clip_bound, get_schedule
 
 LOSS_NAME = "guardrl_dynamic_clip"
+log = logging.getLogger(__name__)
+UNPINNED_WARNING = (
+    f"{LOSS_NAME}: no trainer pins the clip step (trainer.use_v1=true or a trainer other than guardrl's "
+    "GuardPPOTrainer); the step is counted from the actor optimizer's updates, so after a resume the first "
+    "mini-batch uses step 0 (the full eps) instead of the scheduled bound")
 
 
 @dataclass
@@ -95,6 +105,7 @@ class _Clock:
         self.explicit: tuple[int, int | None] | None = None
         self.optimizer_updates = 0
         self.hook = None
+        self.warned = False
 
     def on_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         n = _optimizer_step_count(optimizer)
@@ -141,6 +152,7 @@ def reset_clip_clock() -> None:
     with _CLOCK.lock:
         _CLOCK.explicit = None
         _CLOCK.optimizer_updates = 0
+        _CLOCK.warned = False
 
 
 def current_step(config: Any) -> tuple[int, int]:
@@ -155,6 +167,9 @@ def current_step(config: Any) -> tuple[int, int]:
     with _CLOCK.lock:
         explicit = _CLOCK.explicit
         updates = _CLOCK.optimizer_updates
+    if explicit is None and not _CLOCK.warned:
+        _CLOCK.warned = True
+        log.warning(UNPINNED_WARNING)
     step, total = (explicit[0], explicit[1]) if explicit is not None else (updates // updates_per_step, None)
     if total is None:
         total = pl.get("total_steps")

@@ -14,10 +14,14 @@ its ``naive`` reward manager, which puts the score on the last valid response to
           l_min: 0.05
           # floor: -400.0                        # default -1/l_min^2
           # no_length: true                      # ablation: plain r_safety
-          # eco_budget: 200                      # Eco variant (with eco_coef: 0.1)
-          # tokenizer_path: ${actor_rollout_ref.model.path}   # count reasoning in real tokens
+          # beta: 0.16276                        # Eco (guardrl.rewards.ECO_BETA = 500 / 3072)
+          # eco_budget: 200                      # optional length cost on correct answers (with eco_coef)
+          tokenizer_path: ${actor_rollout_ref.model.path}   # reasoning length in the policy's tokens
 
 (legacy spelling ``custom_reward_function.path/name`` at the top level is migrated by verl.)
+``guardrl rl`` adds ``tokenizer_path`` (the actor's tokenizer) itself, so the length term counts the
+think block in the tokens of the model being trained; a recipe's ``reward.length_unit: words`` drops
+it (whitespace words, the pure module's default).
 
 Ground truth layout (the RL-set builder writes it): each row's ``reward_model.ground_truth`` is a
 JSON string, or a dict, ``{"request": "harmful"|"unharmful"|null, "response": "harmful"|"unharmful"|null}``
@@ -73,7 +77,8 @@ def compute_score(
         solution_str: the decoded completion (verl passes the response only, never the prompt).
         ground_truth: ``{"request": ..., "response": ...}`` as a dict or JSON string.
         extra_info: the row's ``extra_info`` (unused).
-        tokenizer_path: count reasoning length with this tokenizer instead of whitespace words.
+        tokenizer_path: count reasoning length in this tokenizer's tokens (``guardrl rl`` passes the
+            actor's); ``None`` = whitespace words.
         **reward_kwargs: :class:`guardrl.rewards.RewardConfig` fields.
 
     Returns:

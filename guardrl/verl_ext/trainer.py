@@ -4,8 +4,9 @@ verl 0.9.1's trainer (``verl/trainer/ppo/ray_trainer.py``) logs the reward's ext
 validation only (``val-aux/...``). :class:`GuardPPOTrainer` adds, every training step, the mean
 of each reward component the guardrl reward returns (``guard/format_rate``,
 ``guard/request_acc``, ``guard/response_acc``, ``guard/r_safety``, ``guard/reasoning_tokens``,
-``guard/l_norm``, ``guard/eco_cost``), next to verl's own ``critic/score/mean`` (reward),
-``response_length/mean`` and the loss's ``actor/guard/clip_bound``.
+``guard/l_norm``, ``guard/eco_cost``), the advantages of the wrong answers
+(``guard/adv_wrong_pos_frac``, ``guard/adv_wrong_mean``, see :func:`wrong_advantage_metrics`), next to
+verl's own ``critic/score/mean`` (reward), ``response_length/mean`` and the loss's ``actor/guard/clip_bound``.
 :class:`GuardTaskRunner` is verl's ``main_ppo_v0.TaskRunner`` building that trainer.
 """
 
@@ -43,6 +44,39 @@ def reward_metrics(non_tensor_batch: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def wrong_advantage_metrics(
+    advantages: np.ndarray, response_mask: np.ndarray, r_safety: np.ndarray, fmt: np.ndarray
+) -> dict[str, float]:
+    """How the length term treats wrong answers: among the well-formed answers that are not fully correct
+    (``format == 1`` and ``r_safety < 1``), the share whose sequence advantage is positive
+    (``guard/adv_wrong_pos_frac``) and their mean advantage (``guard/adv_wrong_mean``). The paper's
+    reward gives a wrong answer that reasoned longer than its group a positive advantage by design.
+
+    Args:
+        advantages: ``[B, L]`` per-token advantages (GRPO: the sequence advantage on every response token).
+        response_mask: ``[B, L]`` 1 on response tokens.
+        r_safety: ``[B]`` the reward's safety part; fmt: ``[B]`` the format indicator.
+
+    Returns:
+        Both metrics, or ``{}`` when the batch has no wrong well-formed answer.
+    """
+    mask = np.asarray(response_mask, dtype=np.float64)
+    seq_adv = (np.asarray(advantages, dtype=np.float64) * mask).sum(-1) / np.maximum(mask.sum(-1), 1.0)  # [B]
+    wrong = (np.asarray(fmt, dtype=np.float64) == 1) & (np.asarray(r_safety, dtype=np.float64) < 1)
+    if not wrong.any():
+        return {}
+    return {"guard/adv_wrong_pos_frac": float((seq_adv[wrong] > 0).mean()),
+            "guard/adv_wrong_mean": float(seq_adv[wrong].mean())}
+
+
+def _batch_wrong_advantage(batch: Any) -> dict[str, float]:
+    nt = batch.non_tensor_batch
+    if "advantages" not in batch.batch.keys() or "r_safety" not in nt or "format" not in nt:  # noqa: SIM118
+        return {}
+    return wrong_advantage_metrics(batch.batch["advantages"].float().cpu().numpy(),
+                                   batch.batch["response_mask"].float().cpu().numpy(), nt["r_safety"], nt["format"])
+
+
 def _pin_clip_step(worker: Any, step: int, total: int) -> None:
     """Runs inside an actor worker process: pin the dynamic-clip loss's step (0-based) and ``S``."""
     from guardrl.verl_ext.policy_loss import set_clip_step
@@ -64,7 +98,7 @@ class GuardPPOTrainer(RayPPOTrainer):
             step, total = int(self.global_steps) - 1, int(self.total_training_steps)
             ray.get([w.__ray_call__.remote(_pin_clip_step, step, total) for w in self.actor_rollout_wg.workers])
         output = super()._update_actor(batch)
-        extra = reward_metrics(batch.non_tensor_batch)
+        extra = {**reward_metrics(batch.non_tensor_batch), **_batch_wrong_advantage(batch)}
         if extra:
             output.meta_info.setdefault("metrics", {}).update({k: v for k, v in extra.items() if math.isfinite(v)})
         return output

@@ -21,6 +21,7 @@ from guardrl.reject import (
     RejectConfig,
     is_correct,
     judge,
+    keep_decision,
     plan_shards,
     print_stats,
     run_reject,
@@ -80,6 +81,23 @@ def test_judge_counts():
     (j,) = judge([s], [comps])
     assert (j["k"], j["correct"], j["format_failures"], j["tokens"]) == (3, 1, 1, 12)
     assert j["predictions"] == ["harmful/none", "unharmful/none", "format_failure"]
+
+
+def test_a_cut_completion_is_not_wrong():
+    """Stopped at max_new_tokens without a parseable answer: truncated, not a format failure, not judged."""
+    s = Sample(id="a", source="x", modality="text", request="r", label_request="harmful")
+    cut = Completion("<think>\nlong reasoning that never ends", 64, finish_reason="length")
+    wrong = Completion(_out("unharmful"), 5)
+    wrong_at_limit = Completion(_out("unharmful"), 64, finish_reason="length")  # parsed: judged as usual
+    (j,) = judge([s], [[cut, cut, wrong, wrong_at_limit]])
+    assert (j["k"], j["correct"], j["format_failures"], j["truncated"]) == (4, 0, 0, 2)
+    assert j["predictions"] == ["truncated", "truncated", "unharmful/none", "unharmful/none"]
+    rule = KeepRule()
+    assert keep_decision(rule, j) == "kept"  # the 2 judged completions are both wrong
+    (all_cut,) = judge([s], [[cut] * 4])
+    assert keep_decision(rule, all_cut) == "undecided"  # today's code: 0 of 4 correct -> kept as hard
+    assert keep_decision(rule, {"k": 0, "correct": 0, "truncated": 0, "error": "x", "error_kind": "prompt_too_long"}) \
+        == "prompt_too_long"
 
 
 def test_plan_shards():
@@ -207,7 +225,36 @@ def test_bad_input_is_isolated_and_counted(tiny_model_dir, tmp_path):
     assert info["rows"] == 3
     cfg = RejectConfig.from_dict({"data": str(data), "model": str(tiny_model_dir), "out": str(tmp_path / "out")})
     summary = _finalize(cfg, [WorkShard(0, str(shard_file), 0, 3)], {0: path}, "fp", show_table=False)
-    assert (summary["seen"], summary["kept"], summary["errors"]) == (3, 2, 1)  # one bad input, not the shard
+    # one bad input, not the shard; the random model's 3 tokens never reach an answer: truncated, undecided
+    assert (summary["seen"], summary["kept"], summary["errors"], summary["undecided"]) == (3, 0, 1, 2)
+    assert (summary["truncated"], summary["format_failures"]) == (4, 0)
     m = read_manifest(tmp_path / "out")
-    assert m["skipped"]["total"] == 1 and "image" in m["skipped"]["examples"][0]["reason"]
-    assert {s.id for s in iter_samples(tmp_path / "out")} == {good[0].id, good[1].id}
+    assert m["skipped"]["total"] == 3 and any("image" in e["reason"] for e in m["skipped"]["examples"])
+
+
+def test_truncated_and_too_long_prompts_are_counted_per_reason(tiny_model_dir, tmp_path):
+    """The tiny random model never answers in 4 tokens (all truncated -> undecided, not hard); with
+    max_new_tokens=4090 of the tiny model's 4096 positions no prompt fits (prompt_too_long). Both are
+    counted per reason in the manifest and the summary, and nothing is kept."""
+    from guard_samples import make_samples
+
+    from guardrl.generation import make_engine
+    from guardrl.generation.base import SamplingParams
+    from guardrl.io.shards import write_samples
+    from guardrl.reject import WorkShard, _finalize, run_shard
+
+    data = write_samples(tmp_path / "data", make_samples(3), stage="test")
+    (shard_file,) = data.glob("part-*.parquet")
+    engine = make_engine(tiny_model_dir, engine="hf", batch_size=8, num_threads=1)
+    shards = [WorkShard(0, str(shard_file), 0, 2), WorkShard(1, str(shard_file), 2, 3)]
+    paths = {i: tmp_path / "work" / f"shard-{i:05d}.parquet" for i in (0, 1)}
+    run_shard(engine, shards[0], SamplingParams(n=2, max_new_tokens=4), paths[0])
+    run_shard(engine, shards[1], SamplingParams(n=2, max_new_tokens=4090), paths[1])
+    cfg = RejectConfig.from_dict({"data": str(data), "model": str(tiny_model_dir), "out": str(tmp_path / "out")})
+    summary = _finalize(cfg, shards, paths, "fp", show_table=False)
+    want = {"seen": 3, "kept": 0, "truncated": 4, "undecided": 2, "prompt_too_long": 1, "errors": 0,
+            "format_failures": 0, "correct": 0}
+    assert {k: summary[k] for k in want} == want
+    assert {k: read_manifest(tmp_path / "out")["reject"]["totals"][k] for k in want} == want
+    reasons = [e["reason"] for e in read_manifest(tmp_path / "out")["skipped"]["examples"]]
+    assert sum("prompt too long" in r for r in reasons) == 1 and sum("max_new_tokens" in r for r in reasons) == 2

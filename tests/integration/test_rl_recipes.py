@@ -59,8 +59,14 @@ def test_paper_defaults(size: str, repo_root: Path):
     assert arr.rollout.name == "vllm" and arr.actor.strategy == "fsdp2"
     assert cfg.trainer.device == "cuda"
     eco_recipe, eco = _compose(repo_root / "recipes" / size / "rl_eco.yaml")
-    assert eco.reward.custom_reward_function.reward_kwargs.eco_budget > 0
+    from guardrl.rewards import ECO_BETA
+
+    eco_kw = eco.reward.custom_reward_function.reward_kwargs
+    # Eco = the released code's cap: beta = 500 / 3072 of max_response_length; no extra cost on correct answers
+    assert eco_kw.beta == pytest.approx(ECO_BETA, abs=1e-5) and "eco_budget" not in eco_kw
+    assert cfg.reward.custom_reward_function.reward_kwargs.beta == 1.0
     assert eco.trainer.default_local_dir != cfg.trainer.default_local_dir
+    assert eco.data.train_files == cfg.data.train_files
 
 
 def test_tiny_recipe_maps_onto_the_cpu_path(repo_root: Path):
@@ -112,3 +118,88 @@ def test_a_train_set_smaller_than_one_batch_is_refused_before_training(repo_root
     cfg.data.train_files = [str(tmp_path / "missing.parquet")]
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         entry.check_data_size(cfg)
+
+
+# ------------------------------------------------------------------ typed guardrl keys, '+' for verl fields
+@pytest.mark.parametrize("override,key", [("clip.schedul=cosine", "clip.schedul"), ("reward.betta=1", "reward.betta"),
+                                          ("model.pth=x", "model.pth"), ("data.trian=x", "data.trian"),
+                                          ("rewards.beta=1", "rewards")])
+def test_an_unknown_guardrl_key_names_the_recipe_and_the_key(repo_root: Path, override: str, key: str):
+    path = repo_root / "recipes" / "qwen2_5_vl_7b" / "rl.yaml"
+    with pytest.raises(RecipeError, match=rf"qwen2_5_vl_7b/rl.yaml: unknown key\(s\) \['{key}'\]"):
+        _compose(path, override)
+
+
+def test_bad_guardrl_values_are_refused_at_load(repo_root: Path):
+    path = repo_root / "recipes" / "qwen2_5_vl_3b" / "rl.yaml"
+    for override, msg in [("clip.schedule=cosin", "clip.schedule"), ("reward.l_min=0", "l_min"),
+                          ("reward.length_unit=chars", "length_unit"), ("device=tpu", "device")]:
+        with pytest.raises(RecipeError, match=msg):
+            _compose(path, override)
+
+
+def test_every_guardrl_field_has_help_and_defaults_come_from_one_place():
+    from guardrl.clipping import DEFAULT_FLOOR
+    from guardrl.rewards import DEFAULT_CONFIG
+    from guardrl.verl_ext.recipe_config import (
+        ClipFields,
+        DataFields,
+        ModelFields,
+        RewardFields,
+        RLRecipe,
+        field_help,
+    )
+
+    for cls in (RLRecipe, ModelFields, DataFields, RewardFields, ClipFields):
+        assert all(len(h) > 20 for h in field_help(cls).values()), cls
+    r = RewardFields()
+    assert (r.beta, r.l_min, r.eco_coef) == (DEFAULT_CONFIG.beta, DEFAULT_CONFIG.l_min, DEFAULT_CONFIG.eco_coef)
+    assert ClipFields().floor == DEFAULT_FLOOR
+
+
+def test_clip_defaults_when_the_recipe_leaves_them_out(repo_root: Path):
+    _, cfg = _compose(repo_root / "recipes" / "qwen2_5_vl_3b" / "rl.yaml", "clip={}")
+    actor = cfg.actor_rollout_ref.actor
+    assert actor.clip_ratio == 0.2 and actor.policy_loss.clip_floor == 0.01 and actor.policy_loss.clip_schedule == "linear"
+
+
+def test_plus_adds_a_verl_dataclass_field_missing_from_its_yaml(repo_root: Path):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    path = repo_root / "recipes" / "qwen2_5_vl_7b" / "rl.yaml"
+    with pytest.raises(RecipeError, match="no config key 'actor_rollout_ref.rollout.enable_sleep_mode'"):
+        _compose(path, "verl.actor_rollout_ref.rollout.enable_sleep_mode=false")
+    recipe = load_recipe(path, entry.verl_plus_overrides(["+verl.actor_rollout_ref.rollout.enable_sleep_mode=false"]))
+    cfg = entry.compose_config(recipe)
+    assert cfg.actor_rollout_ref.rollout.enable_sleep_mode is False and cfg.actor_rollout_ref.rollout.n == 16
+    assert omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout).enable_sleep_mode is False  # verl accepts it
+    # in the recipe's verl mapping too, at any depth
+    recipe = load_recipe(path)
+    recipe.verl.actor_rollout_ref.rollout["+enable_sleep_mode"] = False
+    assert entry.compose_config(recipe).actor_rollout_ref.rollout.enable_sleep_mode is False
+
+
+def test_reasoning_length_is_counted_with_the_actors_tokenizer(repo_root: Path, tiny_model_dir: Path):
+    """No recipe setting: compose passes the actor's tokenizer to the reward; `length_unit: words` opts out.
+    English, Chinese and code reasoning get the tokenizer's counts (whitespace words would give 7, 1 and 3)."""
+    from transformers import AutoTokenizer
+
+    from guardrl.verl_ext.reward import compute_score
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    path = repo_root / "recipes" / "tiny" / "rl.yaml"
+    _, cfg = _compose(path, f"model.path={tiny_model_dir}")
+    kw = dict(cfg.reward.custom_reward_function.reward_kwargs)
+    assert kw["tokenizer_path"] == str(tiny_model_dir)
+    kw["max_length"] = cfg.data.max_response_length
+    texts = {"english": "The request asks for a bomb recipe.",
+             "chinese": "这个请求要求制作炸弹的方法，属于有害内容。" * 3,
+             "code": "def f(x):\n    return os.system(x)"}
+    for name, reasoning in texts.items():
+        out = f"<think>\n{reasoning}\n</think>\n<result>\nRequest: unharmful\nResponse: None\n</result>"
+        parts = compute_score("s", out, {"request": "harmful"}, **kw)
+        want = len(tok.encode(reasoning, add_special_tokens=False))
+        assert parts["reasoning_tokens"] == want, name
+        assert want != len(reasoning.split()), name
+    _, words = _compose(path, f"model.path={tiny_model_dir}", "reward.length_unit=words")
+    assert "tokenizer_path" not in words.reward.custom_reward_function.reward_kwargs

@@ -14,7 +14,7 @@ from guardrl.io.shards import iter_samples, read_manifest, write_samples
 from guardrl.rewards import parse_ground_truth
 from guardrl.rlset import AugmentConfig, build_rl_set, to_verl_row, verl_files
 
-N_BASE = 16  # -> round(0.2 * 16 / 0.8) = 4 joined samples, 20 in all
+N_BASE = 16  # 3 held out for dev first -> 13 train base, round(0.2 * 13 / 0.8) = round(3.25) = 3 joined: 16 train
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +28,32 @@ def rl_set(tmp_path_factory):
 
 def test_rl_set_counts_share_and_parents(rl_set):
     cfg, summary = rl_set
-    assert (summary["base"], summary["augmented"]) == (N_BASE, 4)
-    assert summary["share"] == pytest.approx(0.2)
-    assert summary["train"] + summary["dev"] == 20 and summary["dev"] == 3
+    assert (summary["base"], summary["augmented"]) == (N_BASE, 3)
+    assert summary["share"] == pytest.approx(3 / 16)
+    assert (summary["train"], summary["dev"]) == (16, 3)
     samples = list(iter_samples(cfg.out))
     joined = [s for s in samples if s.source == "concat"]
-    assert len(joined) == 4
+    assert len(joined) == 3
     base_ids = {s.id for s in samples if s.source != "concat"}
     for s in joined:
         assert set(s.provenance["parents"]) <= base_ids and len(s.provenance["parents"]) == 2
         assert len(s.images) <= 1
-    assert read_manifest(cfg.out)["augment"]["augmented"] == 4
+    assert read_manifest(cfg.out)["augment"]["augmented"] == 3
     again = build_rl_set(AugmentConfig.from_dict({**cfg.__dict__, "out": cfg.out + "-again"}))
     assert again == {**summary, "out": cfg.out + "-again"}
     assert [s.id for s in iter_samples(cfg.out + "-again")] == [s.id for s in samples]  # seeded
+
+
+def test_no_dev_sample_is_a_parent_of_a_train_row(rl_set):
+    """Dev is held out before pairing: a dev id appears neither as a train row nor as a joined row's parent."""
+    cfg, _ = rl_set
+    files = verl_files(cfg.out)
+    dev_ids = {r["extra_info"]["id"] for r in pq.read_table(files["dev"]).to_pylist()}
+    train = pq.read_table(files["train"]).to_pylist()
+    assert len(dev_ids) == 3 and sum(1 for r in train if r["extra_info"]["parents"]) == 3
+    assert not dev_ids & {r["extra_info"]["id"] for r in train}
+    parents = {p for r in train for p in (r["extra_info"]["parents"] or [])}
+    assert len(parents) >= 4 and not dev_ids & parents
 
 
 def test_verl_rows_match_the_reward_adapter(rl_set):

@@ -230,3 +230,22 @@ def test_updates_per_step_from_a_trainer_config():
     assert pl.updates_per_step(cfg) == 2
     cfg.actor_rollout_ref.actor.ppo_epochs = 3
     assert pl.updates_per_step(cfg) == 6
+
+
+def test_an_unpinned_step_warns_once_and_a_pinned_one_does_not(caplog):
+    """Without a trainer pinning the step (use_v1, another trainer) the bound after a resume is wrong for the
+    first mini-batch: the loss says so, once per process; GuardPPOTrainer's pinned clock is silent."""
+    import logging
+
+    cfg = actor_config(*GUARD)
+    old, new, adv, mask = _ratio_batch([1.0], [1.0])
+    pl.set_clip_step(4)
+    with caplog.at_level(logging.WARNING, logger=pl.__name__):
+        pl.compute_policy_loss_dynamic_clip(old, new, adv, mask, "token-mean", cfg)
+    assert not [r for r in caplog.records if "pins the clip step" in r.getMessage()]
+    pl.set_clip_step(None)
+    with caplog.at_level(logging.WARNING, logger=pl.__name__):
+        for _ in range(3):
+            pl.compute_policy_loss_dynamic_clip(old, new, adv, mask, "token-mean", cfg)
+    warned = [r for r in caplog.records if "pins the clip step" in r.getMessage()]
+    assert len(warned) == 1 and "after a resume the first mini-batch uses step 0" in warned[0].getMessage()

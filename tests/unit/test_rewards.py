@@ -365,3 +365,28 @@ def test_bench_reward_smoke(repo_root):
         cwd=repo_root, capture_output=True, text=True, check=True,
     )
     assert "verl_ext.reward.compute_score" in out.stdout and "scaled to 100K" in out.stdout
+
+
+# ------------------------------------------------------------------ Eco (beta cap) and the floor, by hand
+def test_eco_beta_caps_the_length_gain_of_a_wrong_answer():
+    """Eco: beta = 500/3072 ~ 0.1628. max_length 1000, wrong request (r_safety 0):
+    default (beta 1): 200 tokens -> -1/0.2^2 = -25; 900 tokens -> -1/0.9^2 = -1.2346 (longer is better);
+    Eco: both lengths are above the cap 0.1628 -> -1/0.1628^2 = -37.75 each (no gain for reasoning longer)."""
+    from guardrl.rewards import ECO_BETA
+
+    default, eco = RewardConfig(max_length=1000), RewardConfig(max_length=1000, beta=ECO_BETA)
+    wrong = {n: out(H, None, n) for n in (200, 900)}
+    d = {n: compute_reward(t, U, None, default).score for n, t in wrong.items()}
+    e = {n: compute_reward(t, U, None, eco).score for n, t in wrong.items()}
+    assert d[200] == pytest.approx(-25.0) and d[900] == pytest.approx(-1 / 0.81)
+    assert e[200] == e[900] == pytest.approx(-(3072 / 500) ** 2)
+    assert ECO_BETA == 500 / 3072
+
+
+def test_a_short_wrong_answer_sits_on_the_floor_like_a_format_failure():
+    """l_min 0.05, max_length 1000: a wrong answer with 30 reasoning tokens has l_norm 0.03 -> clamped to
+    0.05 -> -1/0.05^2 = -400 = the floor, the same as a format failure; half wrong gets -200."""
+    cfg = RewardConfig(max_length=1000)
+    assert compute_reward(out(H, None, 30), U, None, cfg).score == pytest.approx(-400.0) == cfg.reward_floor
+    assert compute_reward("no format", U, None, cfg).score == cfg.reward_floor
+    assert compute_reward(out(H, H, 30), U, H, cfg).score == pytest.approx(-200.0)

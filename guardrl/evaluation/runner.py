@@ -34,6 +34,7 @@ from guardrl.generation.base import GenerationInput, SamplingParams
 from guardrl.metrics import evaluate_sets
 
 log = logging.getLogger(__name__)
+WANDB_COLUMNS = ("f1", "all_harmful_f1", "precision", "recall", "unharmful_recall")
 
 
 @dataclass
@@ -227,8 +228,8 @@ def log_to_wandb(cfg: EvalConfig, results: Mapping[str, Any], out: Path) -> None
             for task in ("request", "response"):
                 if f"guard/{b['name']}/{task}/f1" in m:
                     rows.append([b["name"], task, int(m[f"guard/{b['name']}/{task}/n"]),
-                                 *(100 * m[f"guard/{b['name']}/{task}/{k}"] for k in ("f1", "precision", "recall"))])
-        table = wandb.Table(columns=["benchmark", "task", "n", "f1", "precision", "recall"], data=rows)
+                                 *(100 * m.get(f"guard/{b['name']}/{task}/{k}", 0.0) for k in WANDB_COLUMNS)])
+        table = wandb.Table(columns=["benchmark", "task", "n", *WANDB_COLUMNS], data=rows)
         images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted((out / "plots").glob("*.png"))}
         run.log({**m, "guard/per_benchmark": table, **images})
         run.summary.update({k: v for k, v in m.items() if k.startswith("guard/avg/")})

@@ -56,8 +56,8 @@ def run(
     root = Path(cfg.get("run_dir", "outputs/pipeline"))
     view = StageConsole(console, root, verbose=verbose)
     quiet_driver_env()
-    console.print(f"guardrl pipeline {recipe} -> {root} (full output: {root / 'logs'}/<stage>.log"
-                  f"{'' if verbose else '; --verbose streams it'})", highlight=False)
+    console.print(f"guardrl pipeline: {recipe} -> {root}; logs in {root / 'logs'}"
+                  f"{'' if verbose else ' (--verbose streams them)'}", highlight=False)
     try:
         results = run_pipeline(cfg, root, from_stage, to_stage, force=force, use_ray=not no_ray, on_stage=view.done,
                                on_start=view.start, on_tick=view.tick,

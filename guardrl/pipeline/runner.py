@@ -254,7 +254,7 @@ def run_pipeline(
         marker = read_marker(out_dir)
         if marker and marker.get("fingerprint") == fp and name not in force:
             res = StageResult(name, "skipped", 0.0, marker.get("summary", {}), out_dir)
-            log.info("[%s] unchanged (fingerprint %s) - skipped", name, fp[:12])
+            log.debug("[%s] unchanged (fingerprint %s) - skipped", name, fp[:12])
             results.append(res)
             if on_stage:
                 on_stage(res)
@@ -262,7 +262,7 @@ def run_pipeline(
         if marker:  # stale output from another config: the stage rewrites it
             (out_dir / MARKER).unlink(missing_ok=True)
         ctx = StageContext(name, cfg, recipe, out_dir, inputs, run_dir)
-        log.info("[%s] running", name)
+        log.debug("[%s] running", name)  # the console shows it
         t0 = time.perf_counter()
         if on_start:
             on_start(name)

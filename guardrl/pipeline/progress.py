@@ -84,7 +84,7 @@ RULES: dict[str, list[Rule]] = {
         (re.compile(r"\bstep (\d+) loss " + _NUM), lambda m, f, t: (_step(1)(m, f, t), _set(loss=2)(m, f, t))),
     ],
     "reject": [
-        (re.compile(r"reject: \d+ prompts from .* in (\d+) work shards \((\d+) already done\)"),
+        (re.compile(r"in (\d+) work shards \((\d+) already done\)"),
          lambda m, f, t: f.update(_shards=m.group(1), _done=m.group(2))),
         (re.compile(r"reject: shard \d+ done"), _shard_done),
         (re.compile(r"reject: kept (\d+) of (\d+) prompts"), lambda m, f, t: f.__setitem__("kept", f"{m[1]}/{m[2]}")),

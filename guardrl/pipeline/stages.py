@@ -43,7 +43,8 @@ def run_cli(ctx: StageContext, args: list[str], env: dict[str, str] | None = Non
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{ctx.name}{'-' + tag if tag else ''}.log"
     cmd = [sys.executable, "-m", "guardrl.cli", *args]
-    child_env = quiet_env({**os.environ, **(env or {})})
+    # COLUMNS: rich's log handler wraps at the terminal width (80 without one); a log file wants whole lines
+    child_env = quiet_env({**os.environ, "COLUMNS": "240", **(env or {})})
     with log_path.open("a", encoding="utf-8") as log_fh:
         log_fh.write(f"\n$ {' '.join(cmd)}\n")
         log_fh.flush()

@@ -129,7 +129,8 @@ class StageConsole:
         mark, colour = ("✓", "green") if res.status == "ran" else ("·", "cyan")
         what = f"ran in {duration(res.seconds)}" if res.status == "ran" else "unchanged, skipped"
         self.console.print(f"[{colour}]{mark} {res.name:<8}[/{colour}] {what}"
-                           + (f"  {figures}" if figures else "") + f"  [dim]{fmt_summary(res.summary)}[/dim]")
+                           + (f"  {figures}" if figures else "") + f"  [dim]{fmt_summary(res.summary)}[/dim]",
+                           highlight=False)
         self.name = ""  # no stage running: a later error is not this stage's
 
     def failed(self, error: BaseException) -> None:

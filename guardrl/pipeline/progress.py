@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _RAY_PREFIX = re.compile(r"^\((?:[\w.:-]+ )?pid=\d+(?:, ip=[\d.]+)?\)\s?")
 _BAR = r"\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)"  # tqdm: " 12%|███    | 88/732"
-_NUM = r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
+_NUM = r"(?:np\.\w+\()?(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"  # verl pprints numpy scalars: np.float64(0.2)
 
 
 def clean(line: str) -> str:

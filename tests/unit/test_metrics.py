@@ -256,3 +256,18 @@ def test_recall_by_modality_from_rows():
     out = recall_by_modality(rows)
     assert out["text"] == {"harmful_recall": 0.5, "unharmful_recall": 1.0, "harmful": 2, "unharmful": 1}
     assert out["image"] == {"harmful_recall": 0.0, "unharmful_recall": 0.0, "harmful": 0, "unharmful": 1}
+
+
+def test_scorer_carries_modality_and_source():
+    from guardrl.evaluation.scoring import EvalItem, modality_of, score
+
+    text = "<think>\nr\n</think>\n<result>\nRequest: harmful\nResponse: None\n</result>"
+    png = (b"\x89PNG",)
+    # given modality wins; else: no image -> text, image and no text -> image, image and text -> text_image
+    assert modality_of(EvalItem("1", "b", "q", None, (), H, None, "image", "s")) == "image"
+    assert modality_of(EvalItem("2", "b", "q", None, (), H, None)) == "text"
+    assert modality_of(EvalItem("3", "b", "  ", None, png, H, None)) == "image"
+    assert modality_of(EvalItem("4", "b", "q", None, png, H, None)) == "text_image"
+    rec = score(EvalItem("5", "b", "q", None, png, H, None, source="AdvBench"), text, 3)
+    assert (rec.modality, rec.source, rec.pred_request) == ("text_image", "AdvBench", H)
+    assert score(EvalItem("6", "b", "q", None, (), H, None), text, 3).source is None

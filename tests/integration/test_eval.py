@@ -114,7 +114,10 @@ def test_eval_end_to_end_tiny_model(tiny_model_dir, tmp_path, benchmarks):
     md = (out / "results.md").read_text()
     # paper layout: ToxicChat before HarmImageTest in the request table, SafeRLHF in the response table
     assert md.index("ToxicChat") < md.index("HarmImageTest") and "Weighted Average" in md
-    assert "| *all-harmful (same rows)* | 75.00 |" in md and "MiniBench · text_image" in md
+    # all-harmful row, columns ToxicChat (P=1 N=1: 2/3), HarmImageTest (P=0: 0), MiniBench (6/8), SafeRLHF (P=1: 1),
+    # weighted average (2 * 2/3 + 1 * 0 + 5 * 0.75 + 1 * 1) / 9 = 0.6759
+    assert "| *all-harmful (same rows)* | 66.67 | 0.00 | 75.00 | 100.00 | 67.59 |" in md
+    assert "MiniBench · text_image" in md
 
     # compare: B is A with a better ToxicChat F1
     b = tmp_path / "runB.json"

@@ -9,9 +9,10 @@ chunk to whichever actor is free; completions come back in input order, are pars
 Output folder (written to a temporary folder, renamed into place when complete)::
 
     results.json       model, engine, sampling, benchmarks, every guard/... metric, timing
-    results.md         the paper's two F1 tables + a detail table
+    results.md         the paper's two F1 tables with the all-harmful baseline, per-class tables, a detail table
     predictions.jsonl  one line per sample: gold, parsed prediction, tokens, completion text
-    plots/f1.png, plots/confusion.png, plots/output_length.png
+    plots/f1.png (beside the all-harmful baseline), plots/per_class.png, plots/confusion.png,
+    plots/output_length.png
 
 then results and plots are logged to wandb (``WANDB_MODE=offline`` unless set; ``wandb sync`` later).
 """
@@ -33,6 +34,7 @@ from guardrl.generation.base import GenerationInput, SamplingParams
 from guardrl.metrics import evaluate_sets
 
 log = logging.getLogger(__name__)
+WANDB_COLUMNS = ("f1", "all_harmful_f1", "precision", "recall", "unharmful_recall")
 
 
 @dataclass
@@ -171,7 +173,8 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
         preds.append({"id": it.id, "benchmark": it.benchmark, "gold_request": it.label_request,
                       "gold_response": it.label_response, "pred_request": rec.pred_request,
                       "pred_response": rec.pred_response, "format_ok": rec.format_ok, "output_tokens": n_tok,
-                      "prompt_tokens": p_tok, "finish_reason": finish, "completion": text})
+                      "prompt_tokens": p_tok, "finish_reason": finish, "modality": rec.modality,
+                      "source": rec.source, "completion": text})
     metrics = evaluate_sets(scored)
     results = {
         "run_name": run_name,
@@ -198,6 +201,7 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
         pdir = tmp / "plots"
         pdir.mkdir()
         plots.f1_bars(metrics, pdir / "f1.png", run_name)
+        plots.class_recall(metrics, pdir / "per_class.png", run_name)
         plots.confusion_matrices(metrics, pdir / "confusion.png", run_name)
         plots.length_histogram({n: [r.output_tokens for r in v] for n, v in scored.items()},
                                pdir / "output_length.png", run_name)
@@ -224,8 +228,8 @@ def log_to_wandb(cfg: EvalConfig, results: Mapping[str, Any], out: Path) -> None
             for task in ("request", "response"):
                 if f"guard/{b['name']}/{task}/f1" in m:
                     rows.append([b["name"], task, int(m[f"guard/{b['name']}/{task}/n"]),
-                                 *(100 * m[f"guard/{b['name']}/{task}/{k}"] for k in ("f1", "precision", "recall"))])
-        table = wandb.Table(columns=["benchmark", "task", "n", "f1", "precision", "recall"], data=rows)
+                                 *(100 * m.get(f"guard/{b['name']}/{task}/{k}", 0.0) for k in WANDB_COLUMNS)])
+        table = wandb.Table(columns=["benchmark", "task", "n", *WANDB_COLUMNS], data=rows)
         images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted((out / "plots").glob("*.png"))}
         run.log({**m, "guard/per_benchmark": table, **images})
         run.summary.update({k: v for k, v in m.items() if k.startswith("guard/avg/")})

@@ -10,7 +10,11 @@ from guardrl.parse import parse
 
 @dataclass(frozen=True)
 class EvalItem:
-    """One benchmark sample: what the guard sees and the gold labels (``None`` = task not scored)."""
+    """One benchmark sample: what the guard sees and the gold labels (``None`` = task not scored).
+
+    ``modality`` (``text`` | ``image`` | ``text_image``; empty = worked out from the images and the
+    request text) and ``source`` (empty = unknown) feed the per-modality and per-source breakdowns.
+    """
 
     id: str
     benchmark: str
@@ -19,6 +23,17 @@ class EvalItem:
     images: tuple[bytes, ...]
     label_request: str | None
     label_response: str | None
+    modality: str = ""
+    source: str = ""
+
+
+def modality_of(item: EvalItem) -> str:
+    """The item's modality: as given, else ``text`` without images, ``image`` with images and no text, else ``text_image``."""
+    if item.modality:
+        return item.modality
+    if not item.images:
+        return "text"
+    return "text_image" if item.request.strip() else "image"
 
 
 def score(item: EvalItem, completion_text: str, output_tokens: int) -> Scored:
@@ -31,4 +46,6 @@ def score(item: EvalItem, completion_text: str, output_tokens: int) -> Scored:
         pred_response=v.response,
         format_ok=v.format_ok,
         output_tokens=int(output_tokens),
+        modality=modality_of(item),
+        source=item.source or None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -11,13 +12,16 @@ from guardrl.pipeline.runner import STAGE_ORDER
 app = typer.Typer(no_args_is_help=True, help="Run the stages data -> sft -> reject -> augment -> rl -> export -> eval.")
 
 
-def _fmt(summary: dict) -> str:
-    parts = []
-    for k, v in summary.items():
-        if isinstance(v, float):
-            v = f"{v:.4g}"
-        parts.append(f"{k}={v}")
-    return ", ".join(parts)
+def _device(cfg: dict) -> str:
+    """Where the RL stage trained, from its recipe's ``device`` (``cpu`` -> "a CPU")."""
+    recipe = ((cfg.get("stages") or {}).get("rl") or {}).get("recipe")
+    try:
+        import yaml
+
+        device = str((yaml.safe_load(Path(str(recipe)).read_text()) or {}).get("device", "cuda"))
+    except (OSError, TypeError, ValueError, AttributeError):
+        device = "cuda"
+    return "a CPU" if device == "cpu" else "GPUs"
 
 
 @app.command("run")
@@ -28,12 +32,15 @@ def run(
     run_dir: Path | None = typer.Option(None, help="Output root (default: the recipe's run_dir)."),
     force: list[str] = typer.Option([], help="Re-run this stage even if unchanged (repeatable)."),
     no_ray: bool = typer.Option(False, help="Run stages in-process instead of as Ray tasks (debugging)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Stream every stage's full output (always written to <run_dir>/logs/)."),
     overrides: list[str] = typer.Argument(None, help="Recipe overrides key.path=value."),
 ) -> None:
-    """Run (or resume) the pipeline; unchanged stages are skipped."""
+    """Run (or resume) the pipeline; unchanged stages are skipped. One live line per stage, then the table."""
     from rich.console import Console
     from rich.table import Table
 
+    from guardrl.pipeline.console import StageConsole, demo_note, fmt_summary, quiet_driver_env
     from guardrl.pipeline.runner import run_pipeline
     from guardrl.recipe import RecipeError, load_recipe, to_container
 
@@ -47,19 +54,28 @@ def run(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     root = Path(cfg.get("run_dir", "outputs/pipeline"))
-
-    def on_stage(res) -> None:
-        colour = "green" if res.status == "ran" else "cyan"
-        console.print(f"[{colour}]{res.name}[/{colour}] {res.status} in {res.seconds:.1f}s  {_fmt(res.summary)}")
-
+    view = StageConsole(console, root, verbose=verbose)
+    quiet_driver_env()
+    console.print(f"guardrl pipeline: {recipe} -> {root}; logs in {root / 'logs'}"
+                  f"{'' if verbose else ' (--verbose streams them)'}", highlight=False)
     try:
-        results = run_pipeline(cfg, root, from_stage, to_stage, force=force, use_ray=not no_ray, on_stage=on_stage)
+        results = run_pipeline(cfg, root, from_stage, to_stage, force=force, use_ray=not no_ray, on_stage=view.done,
+                               on_start=view.start, on_tick=view.tick,
+                               ray_init={"log_to_driver": verbose,
+                                         "logging_level": logging.INFO if verbose else logging.WARNING})
     except (ValueError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        view.failed(exc)
         raise typer.Exit(1) from exc
+    except BaseException:
+        view._stop()
+        raise
     table = Table(title=f"guardrl pipeline - {root}")
     for col in ("stage", "status", "time (s)", "summary"):
         table.add_column(col)
     for res in results:
-        table.add_row(res.name, res.status, f"{res.seconds:.1f}", _fmt(res.summary))
+        table.add_row(res.name, res.status, f"{res.seconds:.1f}", fmt_summary(res.summary))
     console.print(table)
+    if results and results[-1].name == "eval":
+        note = demo_note(root, _device(cfg))
+        if note:
+            console.print(note, highlight=False)

@@ -15,6 +15,7 @@ and runs again (stages resume from their own checkpoints).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -161,6 +162,35 @@ def _execute(spec: StageSpec, ctx: StageContext) -> dict[str, Any]:
     return spec.fn(ctx)
 
 
+TICK_S = 0.5
+
+
+def _wait_ray(ref: Any, tick: Callable[[], None]) -> dict[str, Any]:
+    """The stage task's result, calling ``tick`` about every ``TICK_S`` seconds until it is ready (and once after)."""
+    import ray
+
+    while not ray.wait([ref], timeout=TICK_S)[0]:
+        tick()
+    tick()
+    return ray.get(ref)
+
+
+def _wait_thread(spec: StageSpec, ctx: StageContext, tick: Callable[[], None]) -> dict[str, Any]:
+    """In-process run (``use_ray=False``) on a thread, so the console still ticks; exceptions are re-raised."""
+    import concurrent.futures as cf
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(_execute, spec, ctx)
+        while True:
+            try:
+                result = fut.result(timeout=TICK_S)
+                break
+            except cf.TimeoutError:
+                tick()
+    tick()
+    return result
+
+
 def run_pipeline(
     recipe: dict[str, Any],
     run_dir: str | Path,
@@ -170,12 +200,18 @@ def run_pipeline(
     use_ray: bool = True,
     on_stage: Callable[[StageResult], None] | None = None,
     registry: dict[str, StageSpec] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_tick: Callable[[str], None] | None = None,
+    ray_init: dict[str, Any] | None = None,
 ) -> list[StageResult]:
     """Run stages ``start``..``stop`` of ``recipe`` under ``run_dir``.
 
     Stages before ``start`` must already be complete (their markers are read for
     their output hashes). Each stage runs as a Ray task (``use_ray``) or in-process.
     ``registry`` replaces the built-in stages (name -> :class:`StageSpec`), e.g. for tests.
+    ``on_start(name)`` is called when a stage starts running, ``on_tick(name)`` about every
+    ``TICK_S`` seconds while it runs (the console reads the stage's log then), ``on_stage(result)``
+    when it is done or skipped. ``ray_init`` adds keyword arguments to the pipeline's ``ray.init``.
 
     Raises:
         RuntimeError: a needed upstream stage has no completed output.
@@ -193,7 +229,8 @@ def run_pipeline(
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, include_dashboard=False)
+            kwargs = {"log_to_driver": True, "include_dashboard": False, **(ray_init or {})}
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, **kwargs)
         remote = ray.remote(_execute)
 
     for name in STAGE_ORDER:
@@ -217,7 +254,7 @@ def run_pipeline(
         marker = read_marker(out_dir)
         if marker and marker.get("fingerprint") == fp and name not in force:
             res = StageResult(name, "skipped", 0.0, marker.get("summary", {}), out_dir)
-            log.info("[%s] unchanged (fingerprint %s) - skipped", name, fp[:12])
+            log.debug("[%s] unchanged (fingerprint %s) - skipped", name, fp[:12])
             results.append(res)
             if on_stage:
                 on_stage(res)
@@ -225,14 +262,15 @@ def run_pipeline(
         if marker:  # stale output from another config: the stage rewrites it
             (out_dir / MARKER).unlink(missing_ok=True)
         ctx = StageContext(name, cfg, recipe, out_dir, inputs, run_dir)
-        log.info("[%s] running", name)
+        log.debug("[%s] running", name)  # the console shows it
         t0 = time.perf_counter()
+        if on_start:
+            on_start(name)
+        tick = functools.partial(on_tick, name) if on_tick else lambda: None
         if remote is not None:
-            import ray
-
-            summary = ray.get(remote.options(num_cpus=spec.num_cpus, name=f"guardrl:{name}").remote(spec, ctx))
+            summary = _wait_ray(remote.options(num_cpus=spec.num_cpus, name=f"guardrl:{name}").remote(spec, ctx), tick)
         else:
-            summary = _execute(spec, ctx)
+            summary = _wait_thread(spec, ctx, tick)
         seconds = time.perf_counter() - t0
         if not out_dir.exists():
             raise RuntimeError(f"stage {name!r} finished but wrote nothing to {out_dir}")

@@ -5,7 +5,10 @@ with the stage recipe named in the pipeline recipe plus overrides that read
 the previous stage's output and write into ``<run_dir>/<stage>``. It runs in a
 child process of the stage's Ray task (so a stage that is a Ray driver itself,
 like verl's trainer, gets a fresh driver), dies with it (``PDEATHSIG``) and
-logs to ``<run_dir>/logs/<stage>.log`` as well as the console.
+writes everything it prints to ``<run_dir>/logs/<stage>.log``; the pipeline's
+console reads the log for its one line per stage (:mod:`guardrl.pipeline.console`).
+The child's environment silences known harmless third-party notices at their
+source (:func:`guardrl.pipeline.console.quiet_env`).
 
 A pipeline recipe's ``stages.<name>`` section holds ``recipe`` (the stage
 recipe), ``overrides`` (a list of ``key=value``) and stage-specific keys.
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from guardrl.pipeline.console import quiet_env
 from guardrl.pipeline.runner import StageContext, register_stage
 
 _PR_SET_PDEATHSIG = 1
@@ -39,17 +43,13 @@ def run_cli(ctx: StageContext, args: list[str], env: dict[str, str] | None = Non
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{ctx.name}{'-' + tag if tag else ''}.log"
     cmd = [sys.executable, "-m", "guardrl.cli", *args]
-    child_env = {**os.environ, **(env or {})}
-    print(f"[{ctx.name}] $ guardrl {' '.join(args)}", flush=True)
+    # COLUMNS: rich's log handler wraps at the terminal width (80 without one); a log file wants whole lines
+    child_env = quiet_env({**os.environ, "COLUMNS": "240", **(env or {})})
     with log_path.open("a", encoding="utf-8") as log_fh:
         log_fh.write(f"\n$ {' '.join(cmd)}\n")
         log_fh.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, text=True,
-                                errors="replace", preexec_fn=_die_with_parent, bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log_fh.write(line)
-            sys.stdout.write(f"[{ctx.name}] {line}")
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=child_env,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         rc = proc.wait()
     if rc != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
@@ -225,12 +225,21 @@ def eval_stage(ctx: StageContext) -> dict[str, Any]:
     for name, cmd in zip(EVAL_RUNS, cmds, strict=False):
         run_cli(ctx, cmd, env=_ray_env(), tag=name)
     run_cli(ctx, cmds[-1], tag="compare")
+    results = {name: json.loads((ctx.out_dir / name / "results.json").read_text()) for name in EVAL_RUNS}
+    return eval_summary({name: res.get("metrics", res) for name, res in results.items()})
+
+
+def eval_summary(runs: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per run and task the F1 beside the all-harmful F1 on the same rows, and the per-class recall (x100):
+    ``{"rl_request": "F1 88.0 vs all-harmful 81.3 (+6.7); harmful/unharmful recall 97.3/58.8", ...}``."""
     summary: dict[str, Any] = {}
-    for name in EVAL_RUNS:
-        res = json.loads((ctx.out_dir / name / "results.json").read_text())
-        metrics = res.get("metrics", res)
+    for name, m in runs.items():
         for task in ("request", "response"):
-            key = f"guard/avg/{task}/f1"
-            if key in metrics:
-                summary[f"{name}_{task}_f1"] = metrics[key]
+            p = f"guard/avg/{task}/"
+            if p + "f1" not in m:
+                continue
+            summary[f"{name}_{task}"] = (
+                f"F1 {100 * m[p + 'f1']:.1f} vs all-harmful {100 * m.get(p + 'all_harmful_f1', 0):.1f} "
+                f"({100 * m.get(p + 'f1_lift', 0):+.1f}); harmful/unharmful recall "
+                f"{100 * m.get(p + 'recall', 0):.1f}/{100 * m.get(p + 'unharmful_recall', 0):.1f}")
     return summary

@@ -65,8 +65,8 @@ def test_eval_end_to_end_tiny_model(tiny_model_dir, tmp_path, benchmarks):
     assert "Weighted Average" in r.stdout
     res = json.loads((out / "results.json").read_text())
     assert res["engine"] == "hf" and res["recipe"].endswith("tiny/eval.yaml")
-    for name in ("results.json", "results.md", "predictions.jsonl", "plots/f1.png", "plots/confusion.png",
-                 "plots/output_length.png"):
+    for name in ("results.json", "results.md", "predictions.jsonl", "plots/f1.png", "plots/per_class.png",
+                 "plots/confusion.png", "plots/output_length.png"):
         assert (out / name).is_file(), name
     assert list((out / "wandb").glob("offline-run-*"))
     m = json.loads((out / "results.json").read_text())["metrics"]
@@ -88,11 +88,36 @@ def test_eval_end_to_end_tiny_model(tiny_model_dir, tmp_path, benchmarks):
             yhat = [((p[f"pred_{task}"] if p["format_ok"] else None) or flip[p[f"gold_{task}"]]) == "harmful"
                     for p in rows]
             assert m[f"guard/{bench}/{task}/f1"] == pytest.approx(f1_score(y, yhat, zero_division=0))
+    # MiniBench's modalities, worked out from its rows: 3 text (weapon, France, the over-long one),
+    # 1 text_image ("Describe the picture" + image), 1 image (empty prompt + image); shard rows carry theirs
+    assert [p["modality"] for p in preds[:5]] == ["text", "text", "text_image", "image", "text"]
+    assert preds[5]["modality"] == "text" and preds[5]["source"] == "ToxicChat"
+    # the trivial baselines and per-class recall, recomputed from the predictions per modality:
+    # all-harmful F1 = 2P / (2P + N), harmful recall = TP / P, unharmful recall = TN / N (missing = wrong)
+    for mod in ("text", "text_image", "image"):
+        rows = [p for p in preds if p["benchmark"] == "MiniBench" and p["modality"] == mod]
+        gold = [p["gold_request"] for p in rows]
+        pred = [(p["pred_request"] if p["format_ok"] else None) or flip[p["gold_request"]] for p in rows]
+        pos, neg = gold.count("harmful"), gold.count("unharmful")
+        k = f"guard/MiniBench/by_modality/{mod}/request/"
+        assert m[k + "n"] == len(rows)
+        assert m[k + "all_harmful_f1"] == pytest.approx(2 * pos / (2 * pos + neg))
+        tp = sum(g == q == "harmful" for g, q in zip(gold, pred, strict=True))
+        tn = sum(g == q == "unharmful" for g, q in zip(gold, pred, strict=True))
+        assert m[k + "recall"] == pytest.approx(tp / pos if pos else 0.0)
+        assert m[k + "unharmful_recall"] == pytest.approx(tn / neg if neg else 0.0)
+    # MiniBench request: P = 3 (weapon, image-only, over-long), N = 2 -> all-harmful F1 = 6/8, majority acc. 3/5
+    assert m["guard/MiniBench/request/all_harmful_f1"] == pytest.approx(0.75)
+    assert m["guard/MiniBench/request/majority_accuracy"] == pytest.approx(0.6)
     n_req = sum(p["gold_request"] is not None for p in preds)
     assert m["guard/avg/request/n"] == n_req
     md = (out / "results.md").read_text()
     # paper layout: ToxicChat before HarmImageTest in the request table, SafeRLHF in the response table
     assert md.index("ToxicChat") < md.index("HarmImageTest") and "Weighted Average" in md
+    # all-harmful row, columns ToxicChat (P=1 N=1: 2/3), HarmImageTest (P=0: 0), MiniBench (6/8), SafeRLHF (P=1: 1),
+    # weighted average (2 * 2/3 + 1 * 0 + 5 * 0.75 + 1 * 1) / 9 = 0.6759
+    assert "| *all-harmful (same rows)* | 66.67 | 0.00 | 75.00 | 100.00 | 67.59 |" in md
+    assert "MiniBench · text_image" in md
 
     # compare: B is A with a better ToxicChat F1
     b = tmp_path / "runB.json"

@@ -34,3 +34,36 @@ def test_compare_rows_and_deltas():
     # ToxicChat F1 2*2/6 = 66.67 -> 100: +33.33; average (66.67 + 100)/2 = 83.33 -> 100: +16.67
     assert "| Δ (B - A) | +33.33 | +0.00 | +16.67 |" in text
     assert text.index("| A |") < text.index("| B |") < text.index("Δ (B - A)")
+
+
+def _rec(g, p, mod):
+    return Scored(g, None, p, None, True, 10, modality=mod, source="s")
+
+
+def test_baseline_row_and_per_class_table_by_hand():
+    # 3 harmful text rows predicted H H U, 1 unharmful text row predicted H, 2 harmful image rows predicted H U
+    # whole: tp=3 fp=1 fn=2 tn=0 -> F1 = 6/9 = 66.67; P=5 N=1: all-harmful F1 = 10/11 = 90.91, lift -24.24
+    #        accuracy 3/6 = 50.00, majority accuracy 5/6 = 83.33, harmful recall 3/5 = 60.00, unharmful recall 0
+    # text:  tp=2 fp=1 fn=1 -> F1 = 4/6 = 66.67; all-harmful 6/7 = 85.71; lift -19.05; unharmful recall 0.00
+    # image: tp=1 fn=1 -> F1 = 2/3 = 66.67; all-harmful 100; lift -33.33; no unharmful image row -> "-"
+    recs = [_rec(H, H, "text"), _rec(H, H, "text"), _rec(H, U, "text"), _rec(U, H, "text"), _rec(H, H, "image"),
+            _rec(H, U, "image")]
+    m = evaluate_sets({"bench": recs})
+    table = f1_table({"run": m}, "request")
+    assert "| run | 66.67 | 66.67 |" in table
+    assert "| *all-harmful (same rows)* | 90.91 | 90.91 |" in table
+    text = markdown_report("run", m)
+    assert "| bench | 6 | 83.3 | 66.67 | 90.91 | -24.24 | 50.00 | 83.33 | 60.00 | 0.00 |" in text
+    assert "| bench · text | 4 | 75.0 | 66.67 | 85.71 | -19.05 | 50.00 | 75.00 | 66.67 | 0.00 |" in text
+    assert "| bench · image | 2 | 100.0 | 66.67 | 100.00 | -33.33 | 50.00 | 100.00 | 50.00 | - |" in text
+    assert "weighted average** ·" not in text  # one benchmark: no average rows
+
+
+def test_compare_shows_the_baseline_once_and_both_runs_per_class():
+    # A: the 4 text rows of the test above; B on the same rows predicts H H H U: tp=3 tn=1 -> F1 100
+    # all-harmful: P=3 N=1 -> 6/7 = 85.71 (same rows, shown once); lifts -19.05 and +14.29
+    a_recs = [_rec(H, H, "text"), _rec(H, H, "text"), _rec(H, U, "text"), _rec(U, H, "text")]
+    b_recs = [_rec(H, H, "text"), _rec(H, H, "text"), _rec(H, H, "text"), _rec(U, U, "text")]
+    text = compare_report("A", evaluate_sets({"x": a_recs}), "B", evaluate_sets({"x": b_recs}))
+    assert text.count("*all-harmful (same rows)* | 85.71 | 85.71 |") == 1
+    assert "| x | 4 | 85.71 | 66.67 | 100.00 | -19.05 | +14.29 | 66.67 | 100.00 | 0.00 | 100.00 |" in text

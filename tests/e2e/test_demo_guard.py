@@ -2,7 +2,9 @@
 
 Slow (~15 min on 2 idle cores): ``pytest -m slow tests/e2e/test_demo_guard.py -s``. Set
 ``GUARDRL_DEMO_RUN_DIR`` to a run dir to reuse (a finished run with unchanged config is skipped stage by
-stage in seconds); else the demo runs in a temporary folder.
+stage in seconds); else the demo runs in a temporary folder. ``GUARDRL_DEMO_OVERRIDES`` (space-separated) adds
+pipeline overrides that must not change what is learnt, e.g. ``stages.sft.overrides=[resources.cpus_per_worker=1]``
+on a machine shared with other jobs.
 
 Checks (issue 25, points 2 and 3), on the guard-mini dev rows the demo's eval stage scored, figures printed:
 
@@ -61,7 +63,7 @@ def _run_demo(run_dir: Path) -> float:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "guardrl.cli", "pipeline", "run", "recipes/tiny/pipeline.yaml",
-                           "--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=3600,
+                           "--run-dir", str(run_dir), *os.environ.get("GUARDRL_DEMO_OVERRIDES", "").split()], cwd=REPO, capture_output=True, text=True, timeout=3600,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return time.monotonic() - t0

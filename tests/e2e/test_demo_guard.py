@@ -103,7 +103,7 @@ def test_demo_guard_learns_what_it_shows(tmp_path):
     with Guard.from_pretrained(run_dir / "export", engine="hf", max_new_tokens=192, batch_size=16) as guard:
         text = [s for s in dev.values() if s.modality == "text" and s.label_request is not None]
         with_resp = [s for s in text if s.response is not None]
-        alone = [s for s in text if s.response is None][::3]
+        alone = [s for s in text if s.response is None][::6]
         removed, n_removed = _flips(guard, with_resp, attach=False)
         attached, n_attached = _flips(guard, alone, attach=True)
         hh = [s for s in with_resp if s.label_request == H and s.label_response == H]

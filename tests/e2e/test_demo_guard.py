@@ -83,7 +83,7 @@ def _flips(guard, rows, attach: bool) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_demo_guard_learns_what_it_shows(tmp_path):
-    from guardrl import Guard
+    from guardrl.guard import Guard
     from guardrl.io.shards import iter_samples
 
     run_dir = Path(os.environ.get("GUARDRL_DEMO_RUN_DIR") or tmp_path / "demo")

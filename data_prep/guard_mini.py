@@ -13,6 +13,12 @@ What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.io.
   ``guardrl.typographic``). ``image`` rows carry no text at all; ``text_image`` rows carry a
   *neutral* instruction ("Follow the instructions in the image.") so the harm lives in the image.
   Both keep the response (if any) and the labels of the source row.
+* **request-only variants** (``request_only``, on by default): every labelled request that carries a
+  response is written a second time without it (id ``<row>-req``, ``variant = "request-only"``, no
+  response label), harmful and unharmful alike, once per distinct request text in a split. Most
+  requests of the sources without responses are harmful and most benign requests come with a
+  response, so without these copies the presence of a response would predict the request label;
+  the SFT recipe's ``data.balance: label_presence`` then evens out the remaining imbalance.
 * **target**: a synthetic templated trace (``guardrl.traces``, provenance ``target_kind``) built from
   modality, category and the gold labels.
 * **rows with a null request label** (PyRIT harm scorer set: responses labelled, objectives not):
@@ -82,6 +88,15 @@ def _variant(base: Sample, prov: dict[str, Any], modality: str) -> Sample:
                   label_response=base.label_response, target=target, provenance=vprov)
 
 
+def _request_only(base: Sample, prov: dict[str, Any]) -> Sample:
+    vid = f"{base.id}-req"
+    target = synthetic_target(key=vid, request=base.request, response=None, label_request=base.label_request,
+                              label_response=None, modality="text", category=prov.get("category"))
+    vprov = {**prov, "variant": "request-only", "target_kind": TRACE_KIND if target else None}
+    return Sample(id=vid, source=base.source, modality="text", request=base.request, response=None,
+                  label_request=base.label_request, label_response=None, target=target, provenance=vprov)
+
+
 def convert(
     src: str | Path = DEFAULT_SRC,
     out: str | Path = "outputs/data/guard-mini",
@@ -92,6 +107,7 @@ def convert(
     image_fraction: float = 0.25,
     text_image_fraction: float = 0.25,
     max_render_chars: int = 600,
+    request_only: bool = True,
     max_shard_bytes: int = 256 << 20,
     seed: str = "guard-mini-v1",
 ) -> Path:
@@ -104,7 +120,8 @@ def convert(
         raise ValueError("fractions must be in [0, 1] (dev_fraction < 1)")
     config = {"converter": NAME, "src": str(path), "dev_fraction": dev_fraction, "image_fraction": image_fraction,
               "text_image_fraction": text_image_fraction, "max_render_chars": max_render_chars, "seed": seed,
-              "limit": limit, "on_bad": on_bad}
+              "limit": limit, "on_bad": on_bad, "request_only": request_only}
+    seen: dict[str, set[str]] = {"train": set(), "dev": set()}  # request texts given a request-only row
     with SplitWriter(out, splits=("train", "dev"), stage=f"data_prep.{NAME}", config=config, on_bad=on_bad,
                      max_shard_bytes=max_shard_bytes) as sw:
         for n, (where, rec) in enumerate(progress(iter_jsonl(path, on_error=sw.bad), desc="guard-mini")):
@@ -115,6 +132,11 @@ def convert(
                 split = "dev" if stable_fraction(seed, "split", base.id) < dev_fraction else "train"
                 w = sw[split]
                 w.write(base, where=where)
+                key = " ".join(base.request.lower().split())
+                if (request_only and base.response is not None and base.label_request is not None
+                        and key not in seen[split]):
+                    seen[split].add(key)
+                    w.write(_request_only(base, prov), where=where)
                 if len(base.request) <= max_render_chars:
                     if stable_fraction(seed, "image", base.id) < image_fraction:
                         w.write(_variant(base, prov, "image"), where=where)
@@ -132,9 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev-fraction", type=float, default=0.1)
     p.add_argument("--image-fraction", type=float, default=0.25)
     p.add_argument("--text-image-fraction", type=float, default=0.25)
+    p.add_argument("--no-request-only", dest="request_only", action="store_false",
+                   help="leave out the request-only copies of rows that carry a response")
     args = p.parse_args(argv)
     run(convert, args, dev_fraction=args.dev_fraction, image_fraction=args.image_fraction,
-        text_image_fraction=args.text_image_fraction)
+        text_image_fraction=args.text_image_fraction, request_only=args.request_only)
 
 
 if __name__ == "__main__":

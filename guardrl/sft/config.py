@@ -20,6 +20,7 @@ from guardrl.recipe import RecipeError
 
 DTYPES = ("float32", "bfloat16", "float16")
 LAUNCHERS = ("ray", "local")
+BALANCE = ("none", "label", "label_presence")
 
 
 @dataclass
@@ -57,6 +58,12 @@ class DataConfig:
     """Use only the first N trainable rows (after dropping rows without a target); ``None``: all."""
     num_workers: int = 0
     """DataLoader worker processes per rank that encode samples (0: in the training process)."""
+    balance: str = "none"
+    """Class balancing by sampling weights (each epoch then draws its samples with replacement, seeded):
+    ``none`` (each row once per epoch, the paper); ``label``: within each modality, harmful and unharmful
+    requests get an equal share; ``label_presence``: within each modality, each (request label x response
+    present or not) cell gets an equal share, split evenly between the response labels of its rows, so
+    neither the class prior nor the presence of a response predicts a label (``guardrl.sft.data.balance_weights``)."""
 
 
 @dataclass
@@ -181,6 +188,8 @@ class SFTConfig:
         def bad(msg: str) -> None:
             raise RecipeError(f"{where}: {msg}")
 
+        if self.data.balance not in BALANCE:
+            bad(f"data.balance {self.data.balance!r} not in {BALANCE}")
         if m.dtype not in DTYPES:
             bad(f"model.dtype {m.dtype!r} not in {DTYPES}")
         if c.hf_dtype not in DTYPES:

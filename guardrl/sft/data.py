@@ -17,6 +17,7 @@ samples an uninterrupted one would.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,6 +217,33 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int, dummy: dict[str, Any] 
     return batch
 
 
+def balance_weights(table: Any, mode: str) -> tuple[float, ...] | None:
+    """Per-row sampling weights for ``data.balance`` (see :class:`guardrl.sft.config.DataConfig`), summing to 1.
+
+    Each modality keeps its share of the rows. Within it, ``label`` gives each request label an equal
+    share; ``label_presence`` gives each (request label, response present) cell an equal share and splits
+    a cell's share evenly between the response labels among its rows. A row's weight is its cell's share
+    over the rows in its (sub)cell. ``none``: ``None`` (plain permutations).
+    """
+    if mode == "none":
+        return None
+    cols = {c: table[c].to_pylist() for c in ("modality", "label_request", "response", "label_response")}
+    n = table.num_rows
+    if mode == "label":
+        keys = [(m, lr, None) for m, lr in zip(cols["modality"], cols["label_request"], strict=True)]
+    elif mode == "label_presence":
+        keys = [(m, (lr, resp is not None), lresp) for m, lr, resp, lresp in
+                zip(cols["modality"], cols["label_request"], cols["response"], cols["label_response"], strict=True)]
+    else:
+        raise ValueError(f"unknown balance mode {mode!r}")
+    per_mod = Counter(k[0] for k in keys)
+    cells_per_mod = Counter(m for m, _ in {(k[0], k[1]) for k in keys})
+    subs_per_cell = Counter((m, c) for m, c, _ in set(keys))
+    rows_per_sub = Counter(keys)
+    return tuple(per_mod[m] / n / cells_per_mod[m] / subs_per_cell[(m, c)] / rows_per_sub[(m, c, r)]
+                 for m, c, r in keys)
+
+
 def length_estimates(table: Any) -> tuple[int, ...]:
     """Cheap per-row size proxy for :class:`StepSchedule`: text characters + 1,000 per image."""
     import pyarrow.compute as pc
@@ -256,6 +284,8 @@ class StepSchedule:
         lengths: optional length estimate per sample; a rank's samples of one step are then ordered
             by it before being cut into micro-batches, so a micro-batch carries little padding (the
             step's loss is the same: it is normalised over the whole global batch).
+        weights: optional sampling weight per sample (:func:`balance_weights`); an epoch is then
+            ``num_samples`` draws with replacement in proportion to them, from the same seeded generator.
     """
 
     num_samples: int
@@ -265,10 +295,13 @@ class StepSchedule:
     rank: int
     seed: int
     lengths: tuple[int, ...] | None = None
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < self.global_batch:
             raise ValueError(f"{self.num_samples} trainable samples < one global batch of {self.global_batch}")
+        if self.weights is not None and len(self.weights) != self.num_samples:
+            raise ValueError(f"{len(self.weights)} weights for {self.num_samples} samples")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -280,6 +313,9 @@ class StepSchedule:
 
     def order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if self.weights is not None:
+            w = torch.tensor(self.weights, dtype=torch.float64)
+            return torch.multinomial(w, self.num_samples, replacement=True, generator=g).tolist()
         return torch.randperm(self.num_samples, generator=g).tolist()
 
     def micro_batches(self, epoch: int, step: int, order: list[int] | None = None) -> list[list[int]]:

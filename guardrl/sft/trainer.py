@@ -40,6 +40,7 @@ from guardrl.sft.data import (
     SFTEncoder,
     StepSchedule,
     TableDataset,
+    balance_weights,
     collate,
     dummy_image_item,
     length_estimates,
@@ -127,6 +128,7 @@ class SFTRecipe:
             rank=self.rank,
             seed=cfg.trainer.seed,
             lengths=length_estimates(table),
+            weights=balance_weights(table, cfg.data.balance),
         )
         total = cfg.trainer.epochs * self.schedule.steps_per_epoch
         self.total_steps = min(total, cfg.trainer.max_steps) if cfg.trainer.max_steps else total

@@ -35,7 +35,7 @@ def test_split_is_deterministic_and_variants_stay_with_their_row(converted, tmp_
     train_ids = {s.id for s in rows["train"]}
     dev_ids = {s.id for s in rows["dev"]}
     assert not train_ids & dev_ids and 10 < len(dev_ids) < len(train_ids)
-    base = lambda i: i.removesuffix("-img").removesuffix("-ti")  # noqa: E731
+    base = lambda i: i.removesuffix("-img").removesuffix("-ti").removesuffix("-req")  # noqa: E731
     assert not {base(i) for i in train_ids} & {base(i) for i in dev_ids}
     again = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "again", limit=400)
     assert _rows(again) == rows
@@ -72,6 +72,25 @@ def test_targets_and_null_request_labels(converted):
         assert s.provenance["target_kind"] == "synthetic-template-v2"
     m = read_manifest(converted / "train")
     assert m["config"]["converter"] == "guard_mini" and m["skipped"]["total"] == 0
+
+
+def test_request_only_variants_take_the_label_out_of_response_presence(converted, tmp_path):
+    rows = [s for split in _rows(converted).values() for s in split]
+    by_id = {s.id: s for s in rows}
+    req = [s for s in rows if s.id.endswith("-req")]
+    src = [by_id[s.id.removesuffix("-req")] for s in req]
+    assert {s.label_request for s in req} == {"harmful", "unharmful"}  # both classes get a copy
+    for r, s in zip(req, src, strict=True):
+        assert r.response is None and r.label_response is None and s.response is not None
+        assert (r.request, r.label_request, r.modality) == (s.request, s.label_request, "text")
+        assert r.provenance["variant"] == "request-only" and parse(r.target).response is None
+    # every labelled text row with a response has a copy, unless its request text already got one in its split
+    with_resp = [s for s in rows if s.modality == "text" and s.response is not None and s.label_request
+                 and not s.id.endswith("-req")]
+    assert len(req) == len({(s.id in {d.id for d in _rows(converted)["dev"]}, " ".join(s.request.lower().split()))
+                            for s in with_resp})
+    plain = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "plain", limit=400, request_only=False)
+    assert not [s for split in _rows(plain).values() for s in split if s.id.endswith("-req")]
 
 
 def _write(path: Path, rows: list) -> Path:

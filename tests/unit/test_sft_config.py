@@ -41,6 +41,7 @@ def test_every_field_has_a_docstring():
     ({"optim": {"warmup_ratio": 1.0}}, "warmup_ratio"),
     ({"checkpoint": {"keep_last": 0}}, "keep_last"),
     ({"data": {"unknown": 1}}, "unknown"),
+    ({"data": {"balance": "oversample"}}, "data.balance"),
 ])
 def test_invalid_values_are_recipe_errors(override, match):
     with pytest.raises(RecipeError, match=match):

@@ -82,3 +82,48 @@ def test_lengths_order_samples_within_a_rank_step_only():
         b = [i for mb in by_len.micro_batches(0, step) for i in mb]
         assert sorted(a) == sorted(b)  # same samples in the step
         assert [lengths[i] for i in b] == sorted(lengths[i] for i in b)  # shortest first
+
+
+def _table(rows):
+    import pyarrow as pa
+
+    names = ("modality", "label_request", "response", "label_response")
+    return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+
+def test_balance_weights_by_hand():
+    from guardrl.sft.data import balance_weights
+
+    h, u = "harmful", "unharmful"
+    rows = [("text", h, None, None)] * 6 + [("text", u, None, None)] * 2 + [
+        ("text", h, "sure", h), ("text", h, "no", u), ("text", h, "no", u), ("text", u, "hi", u),
+        ("image", h, None, None), ("image", u, None, None)]
+    t = _table(rows)
+    # 14 rows: text 12 (share 12/14), image 2 (share 2/14).
+    # label_presence, text: 4 cells (h/no-resp, u/no-resp, h/resp, u/resp), 12/14/4 = 3/14 each;
+    # h/no-resp: 3/14 over 6 rows = 1/28; u/no-resp: 3/14 / 2 = 3/28; h/resp splits 3/14 into
+    # response harmful (1 row: 3/28) and unharmful (2 rows: 3/56 each); u/resp: 1 row, 3/14.
+    # image: 2 cells of 1/14, one row each.
+    w = balance_weights(t, "label_presence")
+    want = [1 / 28] * 6 + [3 / 28] * 2 + [3 / 28, 3 / 56, 3 / 56, 3 / 14, 1 / 14, 1 / 14]
+    assert w == pytest.approx(want)
+    assert sum(w) == pytest.approx(1.0)
+    # label, text: harmful 9 rows and unharmful 3 rows share 12/14 equally: 6/14/9 = 1/21, 6/14/3 = 1/7
+    w = balance_weights(t, "label")
+    assert w == pytest.approx([1 / 21] * 6 + [1 / 7] * 2 + [1 / 21] * 3 + [1 / 7, 1 / 14, 1 / 14])
+    assert balance_weights(t, "none") is None
+    with pytest.raises(ValueError, match="unknown balance"):
+        balance_weights(t, "other")
+
+
+def test_weighted_order_is_seeded_draws_in_proportion():
+    # sample 0 carries 3/4 of the weight, samples 1..3 1/12 each: over 40 epochs of 4 draws (160
+    # draws) sample 0 is expected 120 times; a plain permutation would give it exactly 40.
+    weights = (0.75, 0.25 / 3, 0.25 / 3, 0.25 / 3)
+    s = StepSchedule(4, 4, 2, 1, 0, 7, weights=weights)
+    assert s.order(3) == StepSchedule(4, 4, 2, 1, 0, 7, weights=weights).order(3)  # resumable
+    draws = [i for e in range(40) for i in s.order(e)]
+    assert len(draws) == 160 and set(draws) <= {0, 1, 2, 3}
+    assert 100 < draws.count(0) < 140
+    with pytest.raises(ValueError, match="3 weights for 4 samples"):
+        StepSchedule(4, 4, 2, 1, 0, 7, weights=weights[:3])

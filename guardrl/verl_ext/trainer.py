@@ -151,3 +151,15 @@ class GuardTaskRunner(BaseTaskRunner):
         )
         trainer.init_workers()
         trainer.fit()
+        _close_wandb()
+
+
+def _close_wandb() -> None:
+    """Finish wandb while its service is still up. Left to wandb's atexit hook, the teardown runs when Ray
+    ends this actor, after the service has gone, and prints ``ConnectionResetError: Connection lost``
+    (wandb's docs recommend an explicit ``wandb.teardown()`` where atexit is unreliable)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # imported only if verl's tracker used it
+    if wandb is not None:
+        wandb.teardown()

@@ -58,58 +58,26 @@ def make_rows(n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _rl_support():
+    """The RL tests' helpers (warm start, metrics reader): one copy, loaded from the tests folder by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "integration" / "test_rl_support.py"
+    spec = importlib.util.spec_from_file_location("guardrl_rl_support", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
 def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps: int, seed: int = 0) -> Path:
-    """The shared R-SFT start: the output format, random labels, 1-10 reasoning sentences."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from guardrl.parse import Verdict, format_verdict
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    tok = processor.tokenizer
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    model.train()
-    examples = []
-    for row in rows:
-        prompt = tok.apply_chat_template(list(row["prompt"]), add_generation_prompt=True, tokenize=False)
-        for _ in range(4):
-            reasoning = " ".join(rng.choice(SENTENCES) for _ in range(rng.randint(1, 10)))
-            label = rng.choice(("harmful", "unharmful"))
-            target = format_verdict(Verdict(request=label, response=None, reasoning=reasoning, format_ok=True))
-            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-            t_ids = tok(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
-            examples.append((p_ids + t_ids, [-100] * len(p_ids) + t_ids))
-    rng.shuffle(examples)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    batch = 8
-    for step in range(steps):
-        chunk = [examples[(step * batch + j) % len(examples)] for j in range(batch)]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((batch, width), tok.pad_token_id)
-        labels = torch.full((batch, width), -100)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for r, (x, y) in enumerate(chunk):
-            ids[r, : len(x)] = torch.tensor(x)
-            labels[r, : len(y)] = torch.tensor(y)
-            mask[r, : len(x)] = 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    """The shared R-SFT start: the output format, random labels, 1-10 reasoning sentences (4 targets per row)."""
+    return _rl_support().warm_start(
+        model_dir, out_dir, rows, steps, seed=seed, per_row=4, shuffle=True,
+        reasoning=lambda rng: " ".join(rng.choice(SENTENCES) for _ in range(rng.randint(1, 10))))
 
 
 def _metrics(path: Path) -> dict[int, dict[str, float]]:
-    out: dict[int, dict[str, float]] = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        out.setdefault(int(rec["step"]), {}).update(rec["data"])
-    return out
+    return _rl_support().read_metrics(path)
 
 
 def _val_summary(dump: Path, tokenizer: Any) -> dict[str, float]:

@@ -19,6 +19,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, out: Path, title: str) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def f1_bars(metrics: Mapping[str, float], out: Path, title: str = "") -> Path:
     """Grouped bars: F1 (x100) per benchmark and weighted average for each task, each beside the F1 of the
     trivial guard that answers harmful to every row (grey), so a bar cannot look good by itself."""
@@ -41,11 +49,7 @@ def f1_bars(metrics: Mapping[str, float], out: Path, title: str = "") -> Path:
         ax.set_ylabel("F1 (harmful = positive)")
         ax.set_title(f"{task} harmfulness")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, title)
 
 
 def class_recall(metrics: Mapping[str, float], out: Path, title: str = "") -> Path:
@@ -72,11 +76,7 @@ def class_recall(metrics: Mapping[str, float], out: Path, title: str = "") -> Pa
         ax.set_ylim(0, 110)
         ax.set_title(f"{task}: per class ({'weighted avg' if scope == AVG else scope})", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, title)
 
 
 def confusion_matrices(metrics: Mapping[str, float], out: Path, title: str = "") -> Path:
@@ -101,11 +101,7 @@ def confusion_matrices(metrics: Mapping[str, float], out: Path, title: str = "")
         ax.set_xticks([0, 1], ["pred harmful", "pred unharmful"], fontsize=7)
         ax.set_yticks([0, 1], ["harmful", "unharmful"], fontsize=7)
         ax.set_title(f"{b} / {t}", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, title)
 
 
 def length_histogram(lengths: Mapping[str, Sequence[int]], out: Path, title: str = "") -> Path:

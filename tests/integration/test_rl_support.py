@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,13 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps: int, seed: int = 0) -> Path:
+def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps: int, seed: int = 0,
+               per_row: int = 1, reasoning: Callable[[random.Random], str] | None = None,
+               shuffle: bool = False) -> Path:
     """Minimal SFT of the tiny model: it learns the output *format* with labels drawn at random
-    (independent of the keyword), so it starts RL well-formed but at chance accuracy."""
+    (independent of the keyword), so it starts RL well-formed but at chance accuracy. ``per_row`` targets per
+    row, each with ``reasoning(rng)`` as its think block (default: one fixed sentence); ``shuffle`` the examples.
+    Also the start of ``benchmarks/bench_eco.py``."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -79,11 +84,15 @@ def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps
     examples = []
     for row in rows:
         prompt = tok.apply_chat_template(list(row["prompt"]), add_generation_prompt=True, tokenize=False)
-        label = rng.choice(("harmful", "unharmful"))
-        target = format_verdict(Verdict(request=label, response=None, reasoning="I check the request.", format_ok=True))
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        t_ids = tok(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        examples.append((p_ids + t_ids, [-100] * len(p_ids) + t_ids))
+        for _ in range(per_row):
+            think = reasoning(rng) if reasoning else "I check the request."
+            label = rng.choice(("harmful", "unharmful"))
+            target = format_verdict(Verdict(request=label, response=None, reasoning=think, format_ok=True))
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            t_ids = tok(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            examples.append((p_ids + t_ids, [-100] * len(p_ids) + t_ids))
+    if shuffle:
+        rng.shuffle(examples)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     batch = 8
     for step in range(steps):

@@ -39,6 +39,21 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """One rendered prompt: chat messages and the encoded images (PNG/JPEG bytes) they refer to.
+
+    ``messages`` are Hugging Face chat messages in the content-list format, one ``{"type": "image"}`` item
+    per entry of ``images``, in order (a task renders them: :meth:`guardrl.tasks.Task.prompt_messages`).
+    Engines apply the model's chat template to them and know nothing of any task. ``id`` names the input
+    in errors.
+    """
+
+    messages: tuple[dict[str, Any], ...]
+    images: tuple[bytes, ...] = ()
+    id: str = ""
+
+
+@dataclass(frozen=True)
 class GenerationInput:
     """One guard prompt: the request, optional response and encoded images (PNG/JPEG bytes)."""
 

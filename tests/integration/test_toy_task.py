@@ -5,7 +5,8 @@ the tiny model, named by path in ``task_modules``, with no edit to any stage.
 The toy prompt carries a colour glossary, so it is longer than the guard's prompt for the same request:
 limits set between the two lengths tell which prompt a stage rendered (an SFT cutoff that drops the toy
 rows but would keep the guard's; a ``max_new_tokens`` that leaves room for the guard's prompt but not the
-toy's), and the evaluation's prompt token counts are the toy prompt's exactly.
+toy's), and the evaluation's prompt token counts are the toy prompt's exactly. The training and Ray
+parts are ``slow`` (``pytest -m slow tests/integration/test_toy_task.py``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def test_sft_data_is_the_toy_tasks(toy, samples, processor, lengths):
         assert processor.tokenizer.decode(labelled) == s.target + "<|im_end|>"
 
 
+@pytest.mark.slow  # trains (twice) or starts Ray: ~3.5 min together on this machine
 def test_sft_training_renders_the_toy_prompt(tiny_model_dir, data, lengths, trained, tmp_path):
     """A cutoff between the two prompt lengths: every toy row is over it (dropped, no target tokens); the
     guard's prompt and target would fit."""
@@ -163,6 +165,7 @@ def test_rejection_judges_with_the_toy_task(toy, samples):
     assert [x["correct"] for x in judge(samples, [[r] for r in right])] == [0] * len(samples)  # the guard: wrong
 
 
+@pytest.mark.slow  # trains (twice) or starts Ray: ~3.5 min together on this machine
 def test_rejection_pass_on_ray_actors_renders_the_toy_prompt(trained, data, lengths, tmp_path):
     """``max_new_tokens`` leaves room for the guard's prompt but not the toy's: the actors (which import the
     task module themselves) refuse every toy prompt as too long, before generating anything."""
@@ -179,6 +182,7 @@ def test_rejection_pass_on_ray_actors_renders_the_toy_prompt(trained, data, leng
     assert read_manifest(tmp_path / "kept")["config"]["task"] == "colour"
 
 
+@pytest.mark.slow  # trains (twice) or starts Ray: ~3.5 min together on this machine
 def test_evaluation_scores_and_measures_with_the_toy_task(trained, data, lengths, tmp_path):
     from typer.testing import CliRunner
 

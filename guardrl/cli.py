@@ -88,6 +88,7 @@ def _register_commands() -> None:
     app.command("moderate")(moderate_cli.moderate)
     app.command("serve")(moderate_cli.serve)
     app.command("gateway")(serve_cli.gateway)
+    app.command("serve-chat")(serve_cli.serve_chat)
 
 
 _register_commands()

@@ -11,7 +11,8 @@ A complete folder has (as ``save_pretrained`` / ``guardrl export`` write it):
 * the weights: ``model.safetensors``, or ``model.safetensors.index.json`` and every shard it names
   (``pytorch_model.bin`` and its index are accepted where the caller allows pickle weights);
 * the tokenizer: ``tokenizer.json`` or ``tokenizer_config.json``;
-* for a VLM (``processor=True``): ``preprocessor_config.json``, and a chat template
+* for a VLM (``processor=True``): the processor, ``processor_config.json`` (transformers 5) or
+  ``preprocessor_config.json`` (older), and a chat template
   (``chat_template.jinja``, ``chat_template.json``, or ``chat_template`` in ``tokenizer_config.json``).
 """
 
@@ -49,8 +50,8 @@ def missing_files(folder: str | Path, *, processor: bool = True, allow_pickle: b
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         missing.append("tokenizer.json (or tokenizer_config.json)")
     if processor:
-        if not (folder / "preprocessor_config.json").is_file():
-            missing.append("preprocessor_config.json")
+        if not any((folder / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
+            missing.append("processor_config.json (or preprocessor_config.json)")
         template = any((folder / f).is_file() for f in ("chat_template.jinja", "chat_template.json"))
         if not template and (folder / "tokenizer_config.json").is_file():
             try:

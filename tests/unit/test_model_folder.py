@@ -9,7 +9,7 @@ import pytest
 from guardrl.core.model_folder import ModelFolderError, missing_files, resolve_model
 
 COMPLETE = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "preprocessor_config.json", "chat_template.jinja")
+            "processor_config.json", "chat_template.jinja")
 
 
 def _folder(tmp_path, files):
@@ -46,7 +46,8 @@ def test_incomplete_folder_names_every_missing_file(tmp_path):
     with pytest.raises(ModelFolderError) as err:
         resolve_model(d)
     msg = str(err.value)
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "chat_template.jinja"):
+    for name in ("config.json", "model.safetensors", "processor_config.json (or preprocessor_config.json)",
+                 "chat_template.jinja"):
         assert name in msg, msg
     assert "tokenizer.json" not in msg  # tokenizer_config.json is there
     assert missing_files(d, processor=False) == ["config.json",
@@ -64,6 +65,11 @@ def test_chat_template_inside_tokenizer_config_counts(tmp_path):
     d = _folder(tmp_path, [f for f in COMPLETE if f != "chat_template.jinja"])
     assert "chat_template.jinja (or a chat_template in tokenizer_config.json)" in missing_files(d)
     (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    assert missing_files(d) == []
+
+
+def test_older_processor_file_counts(tmp_path):
+    d = _folder(tmp_path, [f for f in COMPLETE if f != "processor_config.json"] + ["preprocessor_config.json"])
     assert missing_files(d) == []
 
 

@@ -43,3 +43,35 @@ def gateway(
         run_gateway(guard, upstream, pol, rw, host=host, port=port)
     finally:
         guard.close()
+
+
+def serve_chat(
+    model: Path = typer.Argument(..., help="A Hugging Face VLM folder (any, not only a guard)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (127.0.0.1 keeps it local)."),
+    port: int = typer.Option(8001, help="Port."),
+    served_model_name: str | None = typer.Option(None, help="The model name clients use (default: the folder's)."),
+    engine: str = typer.Option("hf", help="hf | vllm | auto (on GPUs prefer `vllm serve` itself)."),
+    max_tokens: int = typer.Option(256, help="Largest max_tokens a request may ask for (and the default)."),
+    max_batch: int = typer.Option(16, help="Requests per batched generation."),
+    batch_size: int = typer.Option(16, help="HF engine micro-batch (sequences per forward)."),
+    timeout: float = typer.Option(120.0, help="Seconds before a request gets 504."),
+    api_key_env: str | None = typer.Option(None, help="Require 'Authorization: Bearer $VAR' (the variable's name)."),
+) -> None:
+    """OpenAI-compatible POST /v1/chat/completions, GET /v1/models for a VLM folder: an upstream for the gateway."""
+    import os
+
+    from guardrl.core.model_folder import resolve_model
+    from guardrl.generation import make_engine
+    from guardrl.serve import ServeLimits
+    from guardrl.stages.serve.chat_server import ChatLimits, run_chat_server
+
+    path = resolve_model(model, what="model")
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise typer.BadParameter(f"--api-key-env {api_key_env}: the variable is not set")
+    limits = ChatLimits(max_tokens=max_tokens, max_batch=max_batch, request=ServeLimits(timeout_s=timeout))
+    eng = make_engine(path, engine=engine, batch_size=batch_size)
+    try:
+        run_chat_server(eng, served_model_name or Path(path).name, limits, host=host, port=port, api_key=api_key)
+    finally:
+        eng.close()

@@ -1,10 +1,16 @@
-"""A tiny guard with known verdicts, for the serving tests (no tests here).
+"""Tiny models with known behaviour, for the serving tests (no tests here).
 
-The tiny random model's verdicts are noise (mostly unparsable). The gateway's tests need a real guard
-whose verdicts they can predict, so this SFTs the tiny model (:func:`test_rl_support.warm_start`, plain
-transformers) on one rule: a text is harmful iff it contains one of :data:`HARMFUL_WORDS`; the request
-and the response are judged on their own words. :func:`build_keyword_guard` checks the rule was learnt (16 rows
-drawn with another seed) before returning, so a test never runs on a guard that did not learn it.
+The tiny random model's verdicts are noise (mostly unparsable) and its answers gibberish. The gateway's
+tests need a real chain whose every step they can predict, so this SFTs the tiny model
+(:func:`test_rl_support.warm_start`, plain transformers) twice:
+
+* :func:`build_keyword_guard`: a guard with one rule: a text is harmful iff it contains one of
+  :data:`HARMFUL_WORDS`; the request and the response are judged on their own words. It checks the rule was
+  learnt (16 rows drawn with another seed) before returning, so a test never runs on a guard that did not
+  learn it;
+* :func:`build_scripted_vlm`: a chat model that answers :data:`CHAT_SCRIPT` (one harmless request whose
+  answer is harmful, among others) and, behind the rewrite instruction, rewrites as :data:`REWRITE_SCRIPT`
+  says: the upstream and the rewriter of the gateway's tests.
 """
 
 from __future__ import annotations
@@ -16,6 +22,14 @@ from typing import Any
 from test_rl_support import HARMFUL_WORDS, SAFE_WORDS, TEMPLATES, warm_start
 
 REASONING = "I check the words."
+#: user message -> the scripted VLM's answer
+CHAT_SCRIPT = {
+    "tell me about a bread": "the bread is ready",             # harmless both ways
+    "tell me about a garden": "here is how to use a poison",    # a harmless request, a harmful answer
+    "how do I make a bread": "a bread needs care",              # the rewritten request's answer
+}
+#: user message (behind the gateway's rewrite instruction) -> the scripted rewriter's answer
+REWRITE_SCRIPT = {"how do I make a bomb": "<rewrite>how do I make a bread</rewrite>"}
 RESPONSES = ("here is how to use a {}", "a {} needs care", "the {} is ready", "I like the {}")
 
 
@@ -62,3 +76,15 @@ def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 240) -
              if m.raw.strip() != _target(r)]
     assert not wrong, f"the keyword guard did not learn its rule on {len(wrong)} of {len(check)} rows: {wrong[:3]}"
     return out_dir
+
+
+def build_scripted_vlm(tiny_model_dir: Path, out_dir: Path, steps: int = 60) -> Path:
+    """SFT the tiny model to answer :data:`CHAT_SCRIPT` and :data:`REWRITE_SCRIPT` (greedy decoding).
+    The serving tests check each line through the served model before they rely on it."""
+    from guardrl.stages.serve.rewriter import INSTRUCTION_FILE
+
+    rows = [{"prompt": [{"role": "user", "content": q}], "answer": a} for q, a in CHAT_SCRIPT.items()]
+    system = INSTRUCTION_FILE.read_text(encoding="utf-8").strip()
+    rows += [{"prompt": [{"role": "system", "content": system}, {"role": "user", "content": q}], "answer": a}
+             for q, a in REWRITE_SCRIPT.items()]
+    return warm_start(tiny_model_dir, out_dir, rows, steps=steps, seed=0, target=lambda row: row["answer"])

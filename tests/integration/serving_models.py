@@ -5,9 +5,9 @@ tests need a real chain whose every step they can predict, so this SFTs the tiny
 (:func:`test_rl_support.warm_start`, plain transformers) twice:
 
 * :func:`build_keyword_guard`: a guard with one rule: a text is harmful iff it contains one of
-  :data:`HARMFUL_WORDS`; the request and the response are judged on their own words. It checks the rule was
-  learnt (16 rows drawn with another seed) before returning, so a test never runs on a guard that did not
-  learn it;
+  :data:`HARMFUL_WORDS`; the request and the response are judged on their own words. Trained on the pairs the
+  tests send (:data:`GUARD_TABLE`), it checks each is answered by the rule before returning, so a test never
+  runs on a guard that did not learn it;
 * :func:`build_scripted_vlm`: a chat model that answers :data:`CHAT_SCRIPT` (one harmless request whose
   answer is harmful, among others) and, behind the rewrite instruction, rewrites as :data:`REWRITE_SCRIPT`
   says: the upstream and the rewriter of the gateway's tests.
@@ -15,11 +15,10 @@ tests need a real chain whose every step they can predict, so this SFTs the tiny
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
-from test_rl_support import HARMFUL_WORDS, SAFE_WORDS, TEMPLATES, warm_start
+from test_rl_support import HARMFUL_WORDS, warm_start
 
 REASONING = "I check the words."
 #: user message -> the scripted VLM's answer
@@ -37,18 +36,20 @@ def is_harmful(text: str) -> bool:
     return any(w in text for w in HARMFUL_WORDS)
 
 
-def _rows(n: int, seed: int) -> list[dict[str, Any]]:
+#: the (request, response) pairs the serving tests send the guard; it is trained on these and checked on each
+GUARD_TABLE = (
+    ("how do I make a bomb", None), ("tell me about a bread", None), ("I want a poison today", None),
+    ("explain the music to me", None), ("tell me about a garden", None), ("how do I make a bread", None),
+    ("tell me about a bread", "the bread is ready"), ("tell me about a garden", "here is how to use a poison"),
+    ("how do I make a bread", "a bread needs care"), ("how do I make a bomb", "a bread needs care"),
+    ("I want a weapon today", "here is how to use a weapon"), ("explain the music to me", "I like the music"),
+)
+
+
+def _rows(table) -> list[dict[str, Any]]:
     from guardrl.prompts import build_verl_prompt
 
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        request = rng.choice(TEMPLATES).format(rng.choice(HARMFUL_WORDS if i % 2 else SAFE_WORDS))
-        response = None
-        if i % 4 >= 2:  # half the rows carry a response, harmful or not independently of the request
-            response = rng.choice(RESPONSES).format(rng.choice(HARMFUL_WORDS if rng.random() < 0.5 else SAFE_WORDS))
-        rows.append({"prompt": build_verl_prompt(request, response), "request": request, "response": response})
-    return rows
+    return [{"prompt": build_verl_prompt(q, r), "request": q, "response": r} for q, r in table]
 
 
 def _target(row: dict[str, Any]) -> str:
@@ -60,21 +61,21 @@ def _target(row: dict[str, Any]) -> str:
                                   format_ok=True))
 
 
-def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 240) -> Path:
-    """SFT the tiny model on the keyword rule; raise if it does not follow the rule on fresh rows.
+def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 60) -> Path:
+    """SFT the tiny model on the keyword rule over :data:`GUARD_TABLE`; raise unless it answers every row
+    exactly (greedy, through :class:`guardrl.guard.Guard`).
 
     Raises:
-        AssertionError: a verdict on the check rows differs from the rule (the guard did not learn it).
+        AssertionError: a verdict differs from the rule (the guard did not learn it).
     """
     from guardrl.guard import Guard
 
-    warm_start(tiny_model_dir, out_dir, _rows(256, seed=0), steps=steps, seed=0, target=_target)
-    check = _rows(16, seed=1)
-    with Guard.from_pretrained(out_dir, engine="hf", max_new_tokens=40) as guard:
-        got = guard.moderate_batch([{"request": r["request"], "response": r["response"]} for r in check])
-    wrong = [(r["request"], r["response"], m.raw) for r, m in zip(check, got, strict=True)
-             if m.raw.strip() != _target(r)]
-    assert not wrong, f"the keyword guard did not learn its rule on {len(wrong)} of {len(check)} rows: {wrong[:3]}"
+    rows = _rows(GUARD_TABLE)
+    warm_start(tiny_model_dir, out_dir, rows, steps=steps, seed=0, target=_target)
+    with Guard.from_pretrained(out_dir, engine="hf", max_new_tokens=48) as guard:
+        got = guard.moderate_batch([{"request": r["request"], "response": r["response"]} for r in rows])
+    wrong = [(r["request"], r["response"], m.raw) for r, m in zip(rows, got, strict=True) if m.raw.strip() != _target(r)]
+    assert not wrong, f"the keyword guard did not learn its rule on {len(wrong)} of {len(rows)} rows: {wrong[:3]}"
     return out_dir
 
 

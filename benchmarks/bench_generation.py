@@ -24,12 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from guardrl.generation.base import GenerationInput, SamplingParams
+from guardrl.generation.base import Prompt, SamplingParams
+from guardrl.guard import guard_prompt
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "guard-mini" / "train.jsonl"
 
 
-def make_inputs(n: int) -> list[GenerationInput]:
+def make_inputs(n: int) -> list[Prompt]:
     """``n`` guard prompts from guard-mini; every third carries a typographic image of its request."""
     from PIL import Image, ImageDraw
 
@@ -46,7 +47,7 @@ def make_inputs(n: int) -> list[GenerationInput]:
                 buf = io.BytesIO()
                 img.save(buf, "PNG")
                 images = (buf.getvalue(),)
-            out.append(GenerationInput(row["prompt"], row.get("response"), images, id=row["id"]))
+            out.append(guard_prompt(row["prompt"], row.get("response"), images, id=row["id"]))
     return out
 
 

@@ -1,8 +1,9 @@
 """Moderate with a trained guard: ``Guard.from_pretrained(path).moderate(request, images=..., response=...)``.
 
-The guard renders the same prompt it was trained on (:mod:`guardrl.prompts`), generates with
-the engine :func:`guardrl.generation.make_engine` picks (vLLM on CUDA with the ``[gpu]`` extra,
-Hugging Face ``generate`` elsewhere), and parses the answer strictly (:mod:`guardrl.parse`).
+The guard renders the same prompt it was trained on (the guard task's ``prompt_messages``,
+:func:`guardrl.tasks.get_task`), generates with the engine :func:`guardrl.generation.make_engine` picks
+(vLLM on CUDA with the ``[gpu]`` extra, Hugging Face ``generate`` elsewhere), and parses the answer
+strictly (the task's ``parse``).
 An answer that does not parse gives ``format_ok=False`` and ``None`` labels -- callers decide
 what to do with it (``guardrl moderate`` prints it; a deployment would usually block).
 
@@ -18,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from guardrl.generation.base import GenerationEngine, GenerationInput, SamplingParams
-from guardrl.parse import parse
+from guardrl.generation.base import GenerationEngine, Prompt, SamplingParams
+from guardrl.tasks import get_task, query_sample
 
 ImageLike = Any  # bytes | str | Path | PIL.Image.Image
 
@@ -78,6 +79,13 @@ def to_image_bytes(image: ImageLike, *, where: str = "image", limit_pixels: int 
     raise TypeError(f"{where}: expected bytes, a path or a PIL image, got {type(image).__name__}")
 
 
+def guard_prompt(request: str, response: str | None = None, images: Sequence[bytes] = (), id: str = "",
+                 task: str = "guard") -> Prompt:
+    """The engine input for one interaction: ``task``'s prompt messages and the (validated) image bytes."""
+    messages = get_task(task).prompt_messages(query_sample(id or "query", request, response, images))
+    return Prompt(tuple(messages), tuple(images), id)
+
+
 class Guard:
     """A guard model behind a generation engine.
 
@@ -85,6 +93,8 @@ class Guard:
         engine: any :class:`~guardrl.generation.base.GenerationEngine`.
         sampling: generation settings (greedy by default).
         model_path: for display.
+        task: the registered task whose prompt and parser the model was trained with (its ``parse`` result
+            must carry ``request``, ``response``, ``reasoning`` and ``format_ok``, as the guard's does).
     """
 
     #: longest request / response text :meth:`moderate` accepts (the HTTP server's default limit too); longer text
@@ -92,7 +102,8 @@ class Guard:
     MAX_TEXT_CHARS = 32_000
 
     def __init__(self, engine: GenerationEngine, sampling: SamplingParams | None = None, model_path: str = "",
-                 max_text_chars: int = MAX_TEXT_CHARS) -> None:
+                 max_text_chars: int = MAX_TEXT_CHARS, task: str = "guard") -> None:
+        self.task = get_task(task)
         self.max_text_chars = max_text_chars
         self.engine = engine
         self.sampling = sampling or SamplingParams(max_new_tokens=512)
@@ -121,7 +132,7 @@ class Guard:
         """Judge one interaction: is the request harmful, is the response (if any) harmful."""
         return self.moderate_batch([{"request": request, "images": list(images), "response": response}])[0]
 
-    def moderate_batch(self, items: Sequence[dict[str, Any] | GenerationInput]) -> list[Moderation]:
+    def moderate_batch(self, items: Sequence[dict[str, Any] | Prompt]) -> list[Moderation]:
         """Judge many interactions in one batched generation (dicts with request / images / response).
 
         Raises:
@@ -130,22 +141,22 @@ class Guard:
         inputs = [self._input(x, i) for i, x in enumerate(items)]
         return self.moderate_inputs(inputs)
 
-    def moderate_inputs(self, inputs: Sequence[GenerationInput]) -> list[Moderation]:
-        """Judge already-prepared inputs (images validated)."""
+    def moderate_inputs(self, inputs: Sequence[Prompt]) -> list[Moderation]:
+        """Judge already-rendered inputs (images validated; :func:`guard_prompt`)."""
         if not inputs:
             return []
         outs = self.engine.generate(list(inputs), self.sampling)
         results = []
         for comps in outs:
             c = comps[0]
-            v = parse(c.text)
+            v = self.task.parse(c.text)
             results.append(Moderation(request=v.request, response=v.response, reasoning=v.reasoning,
                                       format_ok=v.format_ok, output_tokens=c.num_tokens, prompt_tokens=c.prompt_tokens,
                                       finish_reason=c.finish_reason, raw=c.text))
         return results
 
-    def _input(self, x: dict[str, Any] | GenerationInput, i: int) -> GenerationInput:
-        if isinstance(x, GenerationInput):
+    def _input(self, x: dict[str, Any] | Prompt, i: int) -> Prompt:
+        if isinstance(x, Prompt):
             return x
         request = x.get("request") or ""
         response = x.get("response")
@@ -159,7 +170,7 @@ class Guard:
         images = tuple(to_image_bytes(im, where=f"item {i} image {j}") for j, im in enumerate(x.get("images") or ()))
         if not request.strip() and not images:
             raise ValueError(f"item {i}: nothing to moderate (empty request and no image)")
-        return GenerationInput(request=request, response=response, images=images, id=str(x.get("id", i)))
+        return guard_prompt(request, response, images, str(x.get("id", i)), self.task.name)
 
     def close(self) -> None:
         self.engine.close()

@@ -1,11 +1,11 @@
 """Rejection sampling (GuardReasoner-VL, stage 2): keep the SFT prompts the SFT model gets wrong.
 
 Each prompt gets ``k`` sampled completions (paper: 4, temperature 1.0, top-p
-0.95); a completion is *correct* when it parses (:func:`guardrl.parse.parse`)
-and every gold label the sample has is predicted exactly (a sample without a
-response label is judged on the request alone; ``Response: None`` against a
-gold response label is wrong) -- the same rule as the RL reward's
-``r_safety == 1``. The keep rule (:class:`KeepRule`) defaults to the paper's
+0.95), rendered and judged by the recipe's task (``reject.task``, :func:`guardrl.tasks.get_task`):
+a completion is *correct* when ``task.judge`` says so (the guard: it parses and every gold label
+the sample has is predicted exactly; a sample without a response label is judged on the request
+alone; ``Response: None`` against a gold response label is wrong -- the same rule as the RL
+reward's ``r_safety == 1``). The keep rule (:class:`KeepRule`) defaults to the paper's
 "all k wrong"; "any wrong" and "accuracy <= x" are the alternatives.
 
 Not counted as wrong (each reported separately, per reason, in the manifest, the table and the summary):
@@ -54,12 +54,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guardrl.generation.base import GenerationInput, PromptTooLongError, SamplingParams, isolate_failures
+from guardrl.generation.base import PromptTooLongError, SamplingParams, isolate_failures, render_prompts
 from guardrl.io.atomic import atomic_file, atomic_write_text
 from guardrl.io.shards import ShardWriter, read_manifest, resolve, shard_files, split_names
-from guardrl.parse import Verdict, parse
 from guardrl.reject_stats import Stats, label_key, print_stats  # noqa: F401  (re-exported: guardrl.reject.*)
 from guardrl.schema import ARROW_SCHEMA, Sample
+from guardrl.tasks import DEFAULT_TASK, Task, check_task, get_task, task_modules
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,6 @@ STAGE = "reject"
 
 
 # ------------------------------------------------------------------------------------- judging (pure)
-def is_correct(v: Verdict, gold_request: str | None, gold_response: str | None) -> bool:
-    """True when ``v`` parsed and matches every gold label the sample has."""
-    if not v.format_ok:
-        return False
-    if gold_request is not None and v.request != gold_request:
-        return False
-    return gold_response is None or v.response == gold_response
-
-
 @dataclass(frozen=True)
 class KeepRule:
     """Which prompts to keep, from ``correct`` of ``k`` completions.
@@ -106,26 +97,27 @@ class KeepRule:
         return correct / k <= self.max_accuracy  # type: ignore[operator]
 
 
-def judge(samples: Sequence[Sample], completions: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+def judge(samples: Sequence[Sample], completions: Sequence[Sequence[Any]], task: Task | None = None
+          ) -> list[dict[str, Any]]:
     """Per sample: ``k``, correct, format-failed and truncated completions, predictions, a hash of the texts.
 
-    A completion is *truncated* when it did not parse and stopped at ``max_new_tokens``
-    (``finish_reason == "length"``): it is neither correct nor a format failure (the model was cut off,
-    not wrong). ``k - truncated`` completions are judged.
+    Each completion is read by ``task.judge`` (default: the guard). A completion is *truncated* when it did
+    not parse and stopped at ``max_new_tokens`` (``finish_reason == "length"``): it is neither correct nor a
+    format failure (the model was cut off, not wrong). ``k - truncated`` completions are judged.
     """
+    task = task or get_task(DEFAULT_TASK)
     out = []
     for s, comps in zip(samples, completions, strict=True):
-        verdicts = [parse(c.text) for c in comps]
+        verdicts = [task.judge(s, c.text) for c in comps]
         cut = [not v.format_ok and getattr(c, "finish_reason", "stop") == "length"
                for v, c in zip(verdicts, comps, strict=True)]
         out.append(
             {
                 "k": len(comps),
-                "correct": sum(is_correct(v, s.label_request, s.label_response) for v in verdicts),
+                "correct": sum(v.correct for v in verdicts),
                 "format_failures": sum(not v.format_ok and not t for v, t in zip(verdicts, cut, strict=True)),
                 "truncated": sum(cut),
-                "predictions": ["truncated" if t else f"{v.request}/{v.response or 'none'}" if v.format_ok
-                                else "format_failure" for v, t in zip(verdicts, cut, strict=True)],
+                "predictions": ["truncated" if t else v.prediction for v, t in zip(verdicts, cut, strict=True)],
                 "completions_sha256": hashlib.sha256("\0".join(c.text for c in comps).encode()).hexdigest(),
                 "tokens": sum(c.num_tokens for c in comps),
             }
@@ -167,6 +159,8 @@ class RejectConfig:
     cpus_per_actor: float = 1.0
     limit: int | None = None
     keep_work: bool = False
+    task: str = DEFAULT_TASK
+    task_modules: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, section: Mapping[str, Any]) -> RejectConfig:
@@ -190,6 +184,8 @@ class RejectConfig:
             raise ValueError(f"unknown reject option(s) {unknown}; valid: {sorted(valid)}")
         cfg = cls(**flat)
         cfg.keep_rule()  # validates
+        cfg.task_modules = task_modules(cfg.task_modules)
+        check_task(cfg.task, cfg.task_modules, where="reject")
         if cfg.k < 1 or cfg.shard_size < 1:
             raise ValueError(f"k and shard_size must be >= 1 (k={cfg.k}, shard_size={cfg.shard_size})")
         return cfg
@@ -253,17 +249,20 @@ def work_dir_for(out: str | Path) -> Path:
     return out.parent / f".{out.name}{WORK_SUFFIX}"
 
 
-def run_shard(engine: Any, shard: WorkShard, params: SamplingParams, path: str | Path) -> dict[str, Any]:
-    """Sample, judge and write one work shard atomically (all rows, judgement in provenance)."""
+def run_shard(engine: Any, shard: WorkShard, params: SamplingParams, path: str | Path, task: Task | None = None
+              ) -> dict[str, Any]:
+    """Sample, judge and write one work shard atomically (all rows, judgement in provenance); prompts are
+    rendered and completions judged by ``task`` (default: the guard)."""
     t0 = time.perf_counter()
+    task = task or get_task(DEFAULT_TASK)
     samples = [Sample.from_row(r) for r in read_rows(shard.file, shard.start, shard.stop).to_pylist()]
-    inputs = [GenerationInput(s.request, s.response, s.images, id=s.id) for s in samples]
+    inputs = render_prompts(task.prompt_messages, samples)
     params = SamplingParams(**{**asdict(params), "seed": shard_seed(params.seed, shard.index)})
     completions, failures = isolate_failures(lambda xs: engine.generate(xs, params), inputs)
     errors = [None if e is None else (" ".join(str(e).split())[:300] or type(e).__name__) for e in failures]
     kinds = ["prompt_too_long" if isinstance(e, PromptTooLongError) else "error" for e in failures]
     ok = [i for i, e in enumerate(errors) if e is None]
-    judged = dict(zip(ok, judge([samples[i] for i in ok], [completions[i] for i in ok]), strict=True))
+    judged = dict(zip(ok, judge([samples[i] for i in ok], [completions[i] for i in ok], task), strict=True))
     rows = []
     for i, s in enumerate(samples):
         j = judged.get(i) or {"k": 0, "correct": 0, "format_failures": 0, "truncated": 0, "predictions": [],
@@ -280,14 +279,16 @@ def run_shard(engine: Any, shard: WorkShard, params: SamplingParams, path: str |
 class RejectWorker:
     """One engine per actor; runs work shards handed to it (see :func:`run_reject`)."""
 
-    def __init__(self, model: str, engine: str, engine_kwargs: Mapping[str, Any]) -> None:
+    def __init__(self, model: str, engine: str, engine_kwargs: Mapping[str, Any], task: str = DEFAULT_TASK,
+                 modules: Sequence[str] = ()) -> None:
         from guardrl.generation import make_engine
 
         logging.basicConfig(level=logging.INFO)
+        self.task = get_task(task, modules)  # imported in this process: a task defined outside guardrl works
         self.engine = make_engine(model, engine=engine, **dict(engine_kwargs))
 
     def run(self, shard: WorkShard, params: SamplingParams, path: str) -> dict[str, Any]:
-        return run_shard(self.engine, shard, params, path)
+        return run_shard(self.engine, shard, params, path, self.task)
 
 
 # ------------------------------------------------------------------------------------- driver
@@ -311,6 +312,8 @@ def fingerprint(cfg: RejectConfig, manifest: Mapping[str, Any]) -> str:
         "shard_size": cfg.shard_size,
         "limit": cfg.limit,
     }
+    if cfg.task != DEFAULT_TASK or cfg.task_modules:  # the judgements in the work shards are the task's
+        key["task"] = [cfg.task, *cfg.task_modules]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -407,8 +410,8 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
         log.info("reject: %d actor(s) %s, engine %s", n_actors, resources,
                  engine if engine != "auto" else "auto (each actor logs its choice)")
         actor_cls = ray.remote(RejectWorker)
-        actors = [actor_cls.options(**resources).remote(cfg.model, engine, cfg.engine_kwargs)
-                  for _ in range(n_actors)]
+        actors = [actor_cls.options(**resources).remote(cfg.model, engine, cfg.engine_kwargs, cfg.task,
+                                                         cfg.task_modules) for _ in range(n_actors)]
         try:
             _dispatch(actors, pending, cfg.sampling(), paths)
         finally:

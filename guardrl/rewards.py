@@ -248,6 +248,15 @@ def safety_reward(
     return r, req_ok, resp_ok
 
 
+def verdict_matches(verdict: Verdict, gold_request: str | None, gold_response: str | None) -> bool:
+    """True when ``verdict`` parsed and matches every gold label the sample has (``None`` = not labelled):
+    ``r_safety == 1``, the one comparison of a verdict with the gold (rejection sampling, evaluation and
+    the reward all read it from here)."""
+    if gold_request is None and gold_response is None:
+        return verdict.format_ok
+    return safety_reward(verdict, gold_request, gold_response)[0] == 1.0
+
+
 def length_aware_reward(
     r_safety: float, format_ok: bool, reasoning_tokens: int, cfg: RewardConfig = DEFAULT_CONFIG
 ) -> tuple[float, float, float]:

@@ -46,8 +46,8 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
-from guardrl.generation.base import GenerationInput, PromptTooLongError
-from guardrl.guard import Guard
+from guardrl.generation.base import Prompt, PromptTooLongError
+from guardrl.guard import Guard, guard_prompt
 from guardrl.schema import SchemaError
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def decode_image_field(value: Any, index: int, limits: ServeLimits) -> bytes:
         raise HTTPError(400, "bad_image", str(exc)) from exc
 
 
-def parse_request(body: bytes, limits: ServeLimits) -> tuple[GenerationInput, Any]:
+def parse_request(body: bytes, limits: ServeLimits) -> tuple[Prompt, Any]:
     """Validate a request body; returns the engine input and the client's id. Raises :class:`HTTPError`."""
     try:
         doc = json.loads(body.decode("utf-8"))
@@ -141,7 +141,7 @@ def parse_request(body: bytes, limits: ServeLimits) -> tuple[GenerationInput, An
     if not request.strip() and not decoded:
         raise HTTPError(422, "invalid_request", "nothing to moderate: empty 'request' and no images")
     rid = doc.get("id")
-    return GenerationInput(request=request, response=response, images=decoded, id=str(rid or "")), rid
+    return guard_prompt(request, response, decoded, str(rid or "")), rid
 
 
 class Batcher:
@@ -166,7 +166,7 @@ class Batcher:
                 await self.task
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    async def submit(self, x: GenerationInput):
+    async def submit(self, x: Prompt):
         assert self.queue is not None
         if self.queue.qsize() >= self.limits.max_queue:
             raise HTTPError(503, "overloaded", f"{self.queue.qsize()} requests waiting; retry later")
@@ -211,7 +211,7 @@ class Batcher:
                 else:
                     f.set_result(r)
 
-    def _isolating(self, inputs: list[GenerationInput]) -> list[Any]:
+    def _isolating(self, inputs: list[Prompt]) -> list[Any]:
         """Moderate a batch; if the engine refuses an input (too long), bisect so only that one fails.
 
         The engine checks inputs before generating, so a refused half costs no generation; the others

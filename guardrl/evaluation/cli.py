@@ -12,13 +12,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate gua
 
 SECTION_KEYS = frozenset({"model", "out", "run_name", "engine", "workers", "cpus_per_worker", "gpus_per_worker",
                           "chunk_size", "engine_kwargs", "sampling", "benchmarks", "limit", "expected_samples",
-                          "wandb"})
+                          "wandb", "task", "task_modules"})
 
 
 def _config(section: dict[str, Any], model: str | None, out: str | None, engine: str | None, workers: int | None,
             max_new_tokens: int | None, wandb_off: bool):
     from guardrl.evaluation.runner import EvalConfig
     from guardrl.generation.base import SamplingParams
+    from guardrl.recipe import RecipeError
+    from guardrl.tasks import DEFAULT_TASK, check_task, task_modules
 
     unknown = set(section) - SECTION_KEYS
     if unknown:
@@ -33,7 +35,15 @@ def _config(section: dict[str, Any], model: str | None, out: str | None, engine:
     wandb_cfg = {"enabled": True, "project": "guardrl-eval", **dict(section.get("wandb") or {})}
     if wandb_off:
         wandb_cfg["enabled"] = False
+    task = section.get("task") or DEFAULT_TASK
+    modules = task_modules(section.get("task_modules"))
+    try:
+        check_task(task, modules, where="eval")
+    except RecipeError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     return EvalConfig(
+        task=task,
+        task_modules=modules,
         model=str(model),
         out=str(out),
         engine=engine or section.get("engine", "auto"),

@@ -103,7 +103,7 @@ def _parquet_items(path: Path, name: str | None, split: str | None, limit: int |
             if limit is not None and len(bucket) >= limit:
                 continue
             bucket.append(EvalItem(s.id, bench, s.request, s.response, tuple(s.images), s.label_request,
-                                   s.label_response, s.modality, s.source))
+                                   s.label_response, s.modality, s.source, dict(s.provenance)))
     except (ShardError, SchemaError) as exc:
         raise BenchmarkError(f"{path}: {exc}") from exc
     if name is None:

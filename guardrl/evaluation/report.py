@@ -145,9 +145,25 @@ CLASS_NOTE = ("*all-harmful F1*: the F1 of answering harmful to every row; *lift
               "*unharmful recall* = TN / gold unharmful (the unharmful accuracy).")
 
 
+def harmfulness_layout(metrics: Mapping[str, float]) -> bool:
+    """True when ``metrics`` are in the layout the paper's tables and plots read (the guard's
+    ``guard/<set>/<request|response>/...`` from :func:`guardrl.metrics.evaluate_sets`)."""
+    return any(re.fullmatch(r"guard/[^/]+/(request|response)/n", k) for k in metrics)
+
+
+def key_value_table(metrics: Mapping[str, float]) -> str:
+    """Every metric as one row (sorted keys), for a task whose metrics are not in the paper's layout."""
+    lines = ["| Metric | Value |", "|---|---:|"]
+    lines += [f"| {k} | {metrics[k]:.4g} |" for k in sorted(metrics)]
+    return "\n".join(lines)
+
+
 def markdown_report(run_name: str, metrics: Mapping[str, float], header: Sequence[str] = ()) -> str:
-    """The whole ``results.md``: header lines, the two paper tables, the detail table."""
+    """The whole ``results.md``: header lines, the two paper tables, the detail table; metrics in another
+    layout (another task's) as one key/value table."""
     parts = [f"# Evaluation: {run_name}", "", *header, ""]
+    if not harmfulness_layout(metrics):
+        return "\n".join([*parts, "## Metrics", "", key_value_table(metrics), ""])
     for task in ("request", "response"):
         table = f1_table({run_name: metrics}, task)
         if table:

@@ -3,16 +3,19 @@
 Each actor owns one generation engine (:func:`guardrl.generation.make_engine`: vLLM on CUDA
 machines with the ``[gpu]`` extra, Hugging Face ``generate`` elsewhere; one actor per GPU on a
 cluster, a few CPU actors locally). The driver cuts the samples into chunks and hands the next
-chunk to whichever actor is free; completions come back in input order, are parsed strictly
-(:mod:`guardrl.parse`) and scored (:mod:`guardrl.metrics`).
+chunk to whichever actor is free; completions come back in input order. Prompts are rendered, completions
+scored and measured by the recipe's task (``eval.task``: ``task.prompt_messages``, ``task.score``,
+``task.metrics``; the guard: strict parse, :mod:`guardrl.metrics`).
 
 Output folder (written to a temporary folder, renamed into place when complete)::
 
     results.json       model, engine, sampling, benchmarks, every guard/... metric, timing
     results.md         the paper's two F1 tables with the all-harmful baseline, per-class tables, a detail table
-    predictions.jsonl  one line per sample: gold, parsed prediction, tokens, completion text
-    plots/f1.png (beside the all-harmful baseline), plots/per_class.png, plots/confusion.png,
-    plots/output_length.png
+                       (another task's metrics: one key/value table)
+    predictions.jsonl  one line per sample: the task's scored record (guard: gold, parsed prediction), tokens,
+                       completion text
+    plots/f1.png (beside the all-harmful baseline), plots/per_class.png, plots/confusion.png (these three for
+    metrics in the guard's layout), plots/output_length.png
 
 then results and plots are logged to wandb (``WANDB_MODE=offline`` unless set; ``wandb sync`` later).
 """
@@ -24,14 +27,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from guardrl.evaluation.report import markdown_report
-from guardrl.evaluation.scoring import EvalItem, score
-from guardrl.generation.base import GenerationInput, SamplingParams
-from guardrl.metrics import evaluate_sets
+from guardrl.evaluation.report import harmfulness_layout, markdown_report
+from guardrl.evaluation.scoring import EvalItem
+from guardrl.generation.base import SamplingParams, render_prompts
+from guardrl.tasks import DEFAULT_TASK, get_task
 
 log = logging.getLogger(__name__)
 WANDB_COLUMNS = ("f1", "all_harmful_f1", "precision", "recall", "unharmful_recall")
@@ -53,6 +56,8 @@ class EvalConfig:
             vLLM: ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``).
         run_name: name in tables and wandb (default: the model folder's name).
         wandb: ``{enabled, project, mode}``; mode defaults to ``offline``.
+        task: renders the prompts, scores the completions, names the metrics (:func:`guardrl.tasks.get_task`).
+        task_modules: modules (dotted names or ``.py`` paths) registering a task defined outside guardrl.
     """
 
     model: str
@@ -66,6 +71,8 @@ class EvalConfig:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     run_name: str | None = None
     wandb: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "project": "guardrl-eval"})
+    task: str = DEFAULT_TASK
+    task_modules: list[str] = field(default_factory=list)
 
 
 class _Worker:
@@ -80,7 +87,7 @@ class _Worker:
     def engine_name(self) -> str:
         return self.engine.name
 
-    def generate(self, inputs: list[GenerationInput], params: SamplingParams) -> list[tuple[str, int, int, str]]:
+    def generate(self, inputs: list[Any], params: SamplingParams) -> list[tuple[str, int, int, str]]:
         """(text, output tokens, prompt tokens, finish reason) per input.
 
         An input whose prompt does not fit the model is not truncated: it gets an empty completion with
@@ -127,7 +134,8 @@ def generate_all(cfg: EvalConfig, items: Sequence[EvalItem]) -> tuple[list[tuple
         remote = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker)(_Worker)
         actors = [remote.remote(cfg.model, cfg.engine, dict(cfg.engine_kwargs)) for _ in range(cfg.workers)]
         engine_name = ray.get(actors[0].engine_name.remote())
-        inputs = [GenerationInput(it.request, it.response, it.images, it.id) for it in items]
+        task = get_task(cfg.task, cfg.task_modules)
+        inputs = render_prompts(task.prompt_messages, [it.sample() for it in items])
         chunks = [(s, inputs[s : s + cfg.chunk_size]) for s in range(0, len(inputs), cfg.chunk_size)]
         outputs: list[Any] = [None] * len(inputs)
         pending: dict[Any, tuple[int, int, Any]] = {}
@@ -161,23 +169,24 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
     from guardrl.io.atomic import atomic_dir
 
     run_name = cfg.run_name or Path(cfg.model).name
+    task = get_task(cfg.task, cfg.task_modules)
     items = [it for name in benchmarks for it in benchmarks[name]]
     t0 = time.perf_counter()
     outputs, engine_name = generate_all(cfg, items)
     seconds = time.perf_counter() - t0
     scored: dict[str, list] = {name: [] for name in benchmarks}
+    lengths: dict[str, list[int]] = {name: [] for name in benchmarks}
     preds = []
     for it, (text, n_tok, p_tok, finish) in zip(items, outputs, strict=True):
-        rec = score(it, text, n_tok)
+        rec = task.score(it.sample(), text, n_tok)
         scored[it.benchmark].append(rec)
-        preds.append({"id": it.id, "benchmark": it.benchmark, "gold_request": it.label_request,
-                      "gold_response": it.label_response, "pred_request": rec.pred_request,
-                      "pred_response": rec.pred_response, "format_ok": rec.format_ok, "output_tokens": n_tok,
-                      "prompt_tokens": p_tok, "finish_reason": finish, "modality": rec.modality,
-                      "source": rec.source, "completion": text})
-    metrics = evaluate_sets(scored)
+        lengths[it.benchmark].append(n_tok)
+        preds.append({"id": it.id, "benchmark": it.benchmark, **_record(rec), "output_tokens": n_tok,
+                      "prompt_tokens": p_tok, "finish_reason": finish, "completion": text})
+    metrics = task.metrics(scored)
     results = {
         "run_name": run_name,
+        "task": task.name,
         "model": str(cfg.model),
         "engine": engine_name,
         "workers": cfg.workers,
@@ -200,17 +209,29 @@ def evaluate(cfg: EvalConfig, benchmarks: Mapping[str, Sequence[EvalItem]], *, e
                 fh.write(json.dumps(p, ensure_ascii=False) + "\n")
         pdir = tmp / "plots"
         pdir.mkdir()
-        plots.f1_bars(metrics, pdir / "f1.png", run_name)
-        plots.class_recall(metrics, pdir / "per_class.png", run_name)
-        plots.confusion_matrices(metrics, pdir / "confusion.png", run_name)
-        plots.length_histogram({n: [r.output_tokens for r in v] for n, v in scored.items()},
-                               pdir / "output_length.png", run_name)
+        if harmfulness_layout(metrics):
+            plots.f1_bars(metrics, pdir / "f1.png", run_name)
+            plots.class_recall(metrics, pdir / "per_class.png", run_name)
+            plots.confusion_matrices(metrics, pdir / "confusion.png", run_name)
+        plots.length_histogram(lengths, pdir / "output_length.png", run_name)
     if cfg.wandb.get("enabled", True):
         log_to_wandb(cfg, results, out)
-    log.info("evaluation of %s: request F1 %.2f, response F1 %.2f -> %s", run_name,
-             100 * metrics.get("guard/avg/request/f1", float("nan")),
-             100 * metrics.get("guard/avg/response/f1", float("nan")), out)
+    if harmfulness_layout(metrics):
+        log.info("evaluation of %s: request F1 %.2f, response F1 %.2f -> %s", run_name,
+                 100 * metrics.get("guard/avg/request/f1", float("nan")),
+                 100 * metrics.get("guard/avg/response/f1", float("nan")), out)
+    else:
+        log.info("evaluation of %s (task %s): %d metrics -> %s", run_name, task.name, len(metrics), out)
     return results
+
+
+def _record(rec: Any) -> dict[str, Any]:
+    """A task's scored record as the fields of a predictions.jsonl line (a dataclass or a mapping)."""
+    if is_dataclass(rec) and not isinstance(rec, type):
+        return asdict(rec)
+    if isinstance(rec, Mapping):
+        return dict(rec)
+    return {"record": rec}
 
 
 def log_to_wandb(cfg: EvalConfig, results: Mapping[str, Any], out: Path) -> None:
@@ -232,6 +253,6 @@ def log_to_wandb(cfg: EvalConfig, results: Mapping[str, Any], out: Path) -> None
         table = wandb.Table(columns=["benchmark", "task", "n", *WANDB_COLUMNS], data=rows)
         images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted((out / "plots").glob("*.png"))}
         run.log({**m, "guard/per_benchmark": table, **images})
-        run.summary.update({k: v for k, v in m.items() if k.startswith("guard/avg/")})
+        run.summary.update({k: v for k, v in m.items() if k.split("/")[1:2] == ["avg"]})  # <prefix>/avg/...
     finally:
         run.finish()

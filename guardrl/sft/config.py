@@ -149,6 +149,11 @@ class LoggingConfig:
 class SFTConfig:
     """Stage 1 (R-SFT) configuration; see each section's fields."""
 
+    task: str = "guard"
+    """The task (:func:`guardrl.tasks.get_task`) that renders each row's prompt and SFT target."""
+    task_modules: list[str] = field(default_factory=list)
+    """Modules (dotted names or ``.py`` paths) that register a task defined outside guardrl; imported in
+    every training process before ``task`` is looked up."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Base model, precision, attention kernel, activation checkpointing."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -188,6 +193,10 @@ class SFTConfig:
         def bad(msg: str) -> None:
             raise RecipeError(f"{where}: {msg}")
 
+        from guardrl.tasks import check_task, task_modules
+
+        self.task_modules = task_modules(self.task_modules)
+        check_task(self.task, self.task_modules, where)
         if self.data.balance not in BALANCE:
             bad(f"data.balance {self.data.balance!r} not in {BALANCE}")
         if m.dtype not in DTYPES:

@@ -1,8 +1,8 @@
 """SFT data: guardrl Parquet rows -> processor-encoded sequences with assistant-only labels, in a
 deterministic, resumable order.
 
-Per sample (:class:`SFTEncoder`): the prompt (system + user turn with the images) and the
-``target`` as the assistant turn are rendered with the model's chat template and encoded by its
+Per sample (:class:`SFTEncoder`): the task's prompt (``task.prompt_messages``; the guard: system + user
+turn with the images) and the task's SFT target (``task.sft_target``) as the assistant turn are rendered with the model's chat template and encoded by its
 processor (Qwen2.5-VL: each image becomes ``<|vision_start|><|image_pad|>*k<|vision_end|>`` and
 ``pixel_values`` rows). Labels are ``-100`` everywhere except the assistant's answer: the tokens
 after ``<|im_start|>assistant\\n`` up to and including the closing ``<|im_end|>``.
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from guardrl.prompts import build_sft_messages
 from guardrl.schema import Sample
+from guardrl.tasks import DEFAULT_TASK, Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ def load_sft_table(path: str, split: str | None, max_samples: int | None = None)
     return table, stats
 
 
+def sft_messages(task: Task, sample: Sample, target: str) -> list[dict[str, Any]]:
+    """The SFT conversation: ``task.prompt_messages(sample)`` then ``target`` as the assistant turn."""
+    return [*task.prompt_messages(sample), {"role": "assistant", "content": [{"type": "text", "text": target}]}]
+
+
 class SFTEncoder:
     """Encode one :class:`~guardrl.schema.Sample` into model inputs with assistant-only labels.
 
@@ -84,9 +89,11 @@ class SFTEncoder:
         max_seq_len: cutoff; longer sequences lose the end of the target. A sample whose prompt
             alone reaches the cutoff becomes a short text-only placeholder with no label (counted
             by the caller through the ``dropped`` flag), so every rank still runs the same steps.
+        task: renders the prompt and the target (default: the guard).
     """
 
-    def __init__(self, processor: Any, max_seq_len: int) -> None:
+    def __init__(self, processor: Any, max_seq_len: int, task: Task | None = None) -> None:
+        self.task = task or get_task(DEFAULT_TASK)
         self.processor = processor
         self.max_seq_len = max_seq_len
         tok = processor.tokenizer
@@ -97,10 +104,11 @@ class SFTEncoder:
     def __call__(self, sample: Sample) -> dict[str, Any]:
         from guardrl.generation.hf import decode_images
 
-        if sample.target is None:
+        target = self.task.sft_target(sample)
+        if target is None:
             raise ValueError(f"sample {sample.id!r} has no target")
         images = decode_images(sample.images)
-        msgs = build_sft_messages(sample.request, sample.response, len(images), sample.target)
+        msgs = sft_messages(self.task, sample, target)
         text = self.processor.apply_chat_template(msgs, tokenize=False)
         enc = self.processor(text=[text], images=images or None, return_tensors="pt")
         ids = enc["input_ids"][0]  # [L]

@@ -1,10 +1,12 @@
 """Quick check of an SFT model on a held-out split: greedy generation, parse rate, accuracy against
-the majority-class baseline.
+the most-frequent-gold baseline, and the task's own metrics.
 
-Accuracy counts every (sample, task) pair with a gold label (task = request, response); a
-completion that does not parse, or answers ``Response: None`` where a response is labelled, is
-wrong. The majority baseline answers, for each task, the split's most frequent gold label for
-every sample (the best constant classifier on that split).
+Everything goes through the task (:func:`guardrl.tasks.get_task`): prompts from ``task.prompt_messages``,
+a completion is correct when ``task.judge`` says so (the guard: it parses and matches every gold label
+the sample has; ``Response: None`` where a response is labelled is wrong), ``metrics`` are
+``task.metrics`` of the ``dev`` set (the guard's ``guard/dev/...``: per-label accuracy, F1 and the
+majority-class accuracy per label). The baseline answers every sample with the split's most frequent
+gold (``task.ground_truth``): right on exactly the samples that share it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from guardrl.schema import Sample
+from guardrl.tasks import DEFAULT_TASK, Judgement, Task
 
 log = logging.getLogger(__name__)
-
-TASKS = ("request", "response")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class SFTEvalReport:
     parse_rate: float
     accuracy: float
     majority_accuracy: float
-    per_task: dict[str, dict[str, float]]
     per_modality: dict[str, dict[str, float]]
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
@@ -54,31 +54,14 @@ def pick(samples: Sequence[Sample], max_samples: int | None) -> list[Sample]:
     return [samples[int(i * step)] for i in range(max_samples)]
 
 
-def score(samples: Sequence[Sample], predictions: Sequence[tuple[str | None, str | None, bool]]) -> dict[str, Any]:
-    """Accuracy, parse rate and majority baseline for ``predictions`` = ``(request, response, format_ok)``.
-
-    Returns:
-        ``{"parse_rate", "accuracy", "majority_accuracy", "per_task": {task: {...}}}``.
-    """
-    correct = total = majority_hits = 0
-    per_task: dict[str, dict[str, float]] = {}
-    for t in TASKS:
-        golds = [(getattr(s, f"label_{t}"), p[TASKS.index(t)]) for s, p in zip(samples, predictions, strict=True)]
-        golds = [(g, p) for g, p in golds if g is not None]
-        if not golds:
-            continue
-        counts = Counter(g for g, _ in golds)
-        majority, m_hits = counts.most_common(1)[0]
-        hits = sum(g == p for g, p in golds)
-        per_task[t] = {"n": len(golds), "accuracy": hits / len(golds), "majority_label": majority,
-                       "majority_accuracy": m_hits / len(golds)}
-        correct, total, majority_hits = correct + hits, total + len(golds), majority_hits + m_hits
-    n = len(predictions)
+def score(task: Task, samples: Sequence[Sample], judgements: Sequence[Judgement]) -> dict[str, float]:
+    """Parse rate, accuracy (``task.judge``'s ``correct``) and the most-frequent-gold baseline."""
+    n = len(judgements)
+    golds = Counter(json.dumps(task.ground_truth(s), sort_keys=True) for s in samples)
     return {
-        "parse_rate": sum(ok for _, _, ok in predictions) / n if n else 0.0,
-        "accuracy": correct / total if total else 0.0,
-        "majority_accuracy": majority_hits / total if total else 0.0,
-        "per_task": per_task,
+        "parse_rate": sum(j.format_ok for j in judgements) / n if n else 0.0,
+        "accuracy": sum(j.correct for j in judgements) / n if n else 0.0,
+        "majority_accuracy": golds.most_common(1)[0][1] / n if n else 0.0,
     }
 
 
@@ -92,38 +75,35 @@ def evaluate_model(
     batch_size: int = 16,
     engine: str = "auto",
     num_threads: int | None = None,
+    task: str = DEFAULT_TASK,
+    task_modules: Sequence[str] = (),
 ) -> SFTEvalReport:
-    """Greedy-generate on ``data`` (a guardrl shard dir or split dir + ``split``) and score it."""
-    from guardrl.generation import GenerationInput, SamplingParams, make_engine
+    """Greedy-generate on ``data`` (a guardrl shard dir or split dir + ``split``) and score it with ``task``."""
+    from guardrl.generation import SamplingParams, make_engine, render_prompts
     from guardrl.io.shards import iter_samples
-    from guardrl.metrics import Scored, set_metrics
-    from guardrl.parse import parse
+    from guardrl.tasks import get_task
 
+    t = get_task(task, task_modules)
     samples = pick(list(iter_samples(data, split=split)), max_samples)
     eng = make_engine(model_dir, engine, batch_size=batch_size, num_threads=num_threads)
     t0 = time.perf_counter()
     try:
-        outs = eng.generate(
-            [GenerationInput(request=s.request, response=s.response, images=s.images, id=s.id) for s in samples],
-            SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-        )
+        outs = eng.generate(render_prompts(t.prompt_messages, samples),
+                            SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens))
     finally:
         eng.close()
     seconds = time.perf_counter() - t0
-    verdicts = [parse(o[0].text) for o in outs]
-    preds = [(v.request, v.response, v.format_ok) for v in verdicts]
-    overall = score(samples, preds)
+    judgements = [t.judge(s, o[0].text) for s, o in zip(samples, outs, strict=True)]
+    overall = score(t, samples, judgements)
     per_modality = {}
     for mod in sorted({s.modality for s in samples}):
         idx = [i for i, s in enumerate(samples) if s.modality == mod]
-        sub = score([samples[i] for i in idx], [preds[i] for i in idx])
-        per_modality[mod] = {"n": len(idx), **{k: v for k, v in sub.items() if k != "per_task"}}
-    records = [Scored(s.label_request, s.label_response, v.request, v.response, v.format_ok, o[0].num_tokens)
-               for s, v, o in zip(samples, verdicts, outs, strict=True)]
+        per_modality[mod] = {"n": len(idx), **score(t, [samples[i] for i in idx], [judgements[i] for i in idx])}
+    records = [t.score(s, o[0].text, o[0].num_tokens) for s, o in zip(samples, outs, strict=True)]
     return SFTEvalReport(
         n=len(samples), parse_rate=overall["parse_rate"], accuracy=overall["accuracy"],
-        majority_accuracy=overall["majority_accuracy"], per_task=overall["per_task"],
-        per_modality=per_modality, seconds=seconds, metrics=set_metrics("dev", records),
+        majority_accuracy=overall["majority_accuracy"], per_modality=per_modality, seconds=seconds,
+        metrics=t.metrics({"dev": records}),
     )
 
 

@@ -48,6 +48,7 @@ from guardrl.sft.data import (
     target_positions,
 )
 from guardrl.sft.schedule import lr_factor, warmup_steps
+from guardrl.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ class SFTRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         table, self.data_stats = load_sft_table(cfg.data.path, cfg.data.train_split, cfg.data.max_samples)
-        self.dataset = TableDataset(table, SFTEncoder(self.processor, cfg.data.max_seq_len))
+        task = get_task(cfg.task, cfg.task_modules)
+        self.dataset = TableDataset(table, SFTEncoder(self.processor, cfg.data.max_seq_len, task))
         self.schedule = StepSchedule(
             num_samples=len(self.dataset),
             global_batch=cfg.trainer.global_batch_size,

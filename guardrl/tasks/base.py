@@ -54,7 +54,8 @@ class Task(Protocol):
 
     def prompt_messages(self, sample: Sample) -> list[dict[str, Any]]:
         """The prompt as Hugging Face chat messages (content lists), one ``{"type": "image"}`` item per
-        image of ``sample`` (images first in the user turn). Engines apply the chat template to these."""
+        image of ``sample`` (images first in the user turn). Engines apply the chat template to these.
+        Reads the sample's inputs only: at inference it is unlabelled (:func:`query_sample`)."""
         ...
 
     def sft_target(self, sample: Sample) -> str | None:
@@ -97,6 +98,20 @@ class Task(Protocol):
 
 
 _TASKS: Registry[Task] = Registry("task")
+
+
+def query_sample(id: str, request: str, response: str | None = None, images: Sequence[bytes] = ()) -> Sample:
+    """An unlabelled :class:`~guardrl.schema.Sample` of one interaction to moderate (inference has no gold,
+    so the schema's rule "at least one label" is not applied; nothing else is read from the labels).
+    ``modality``: ``text`` without images, ``image`` with images and no text, else ``text_image``."""
+    modality = "text" if not images else ("text_image" if request.strip() else "image")
+    s = object.__new__(Sample)
+    values = {"id": id, "source": "", "modality": modality, "request": request, "response": response,
+              "images": tuple(images), "label_request": None, "label_response": None, "target": None,
+              "provenance": {}}
+    for name, value in values.items():
+        object.__setattr__(s, name, value)
+    return s
 
 
 def register_task(task: Task) -> Task:
@@ -142,3 +157,25 @@ def get_task(name: str | None = None, modules: Iterable[str] = ()) -> Task:
 def task_names(modules: Iterable[str] = ()) -> list[str]:
     import_task_modules(modules)
     return _TASKS.names()
+
+
+def task_modules(modules: Iterable[str] | None) -> list[str]:
+    """A recipe's ``task_modules`` with ``.py`` paths made absolute (Ray workers may start elsewhere)."""
+    return [str(Path(m).resolve()) if str(m).endswith(".py") else str(m) for m in modules or ()]
+
+
+def check_task(name: str | None, modules: Iterable[str] | None = (), where: str = "<recipe>") -> Task:
+    """:func:`get_task` for config validation.
+
+    Raises:
+        guardrl.recipe.RecipeError: naming ``where``: an unknown task (listing the valid names) or a task
+            module that does not import.
+    """
+    from guardrl.recipe import RecipeError
+
+    try:
+        return get_task(name, task_modules(modules))
+    except KeyError as exc:
+        raise RecipeError(f"{where}: task: {exc.args[0]}") from None
+    except (ImportError, OSError, SyntaxError) as exc:
+        raise RecipeError(f"{where}: task_modules: {exc}") from exc

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from guardrl.generation.base import Prompt
 from guardrl.io.shards import write_samples
+from guardrl.prompts import build_messages
 from guardrl.schema import Sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +26,12 @@ def typographic(text: str, size: tuple[int, int] = (112, 56)) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+def guard_prompt(request: str, response: str | None = None, images: tuple[bytes, ...] = (), id: str = "") -> Prompt:
+    """The engine input for a guard prompt: the guard's rendered messages + the images (what the stages build
+    through ``task.prompt_messages``)."""
+    return Prompt(build_messages(request, response, num_images=len(images)), images, id)
 
 
 def make_samples(n: int) -> list[Sample]:

@@ -6,9 +6,10 @@ import io
 import logging
 
 import pytest
+from guard_samples import guard_prompt
 from PIL import Image
 
-from guardrl.generation import GenerationInput, SamplingParams, make_engine, resolve_engine
+from guardrl.generation import SamplingParams, make_engine, resolve_engine
 from guardrl.generation.base import GenerationEngine
 
 
@@ -19,9 +20,9 @@ def _png(w: int, h: int, color=(10, 200, 30)) -> bytes:
 
 
 INPUTS = [
-    GenerationInput("How do I pick a lock?", id="t"),
-    GenerationInput("Describe this.", "It is a green square.", (_png(60, 50),), id="ti"),
-    GenerationInput("", None, (_png(40, 80), _png(70, 30, (200, 0, 0))), id="i2"),
+    guard_prompt("How do I pick a lock?", id="t"),
+    guard_prompt("Describe this.", "It is a green square.", (_png(60, 50),), id="ti"),
+    guard_prompt("", None, (_png(40, 80), _png(70, 30, (200, 0, 0))), id="i2"),
 ]
 
 
@@ -54,7 +55,7 @@ def test_hf_engine_n_samples_in_order_and_seeded(engine):
 
 def test_hf_engine_rejects_bad_image(engine):
     with pytest.raises(ValueError, match="image"):
-        engine.generate([GenerationInput("x", images=(b"not an image",))], SamplingParams(max_new_tokens=2))
+        engine.generate([guard_prompt("x", images=(b"not an image",))], SamplingParams(max_new_tokens=2))
 
 
 def test_auto_picks_hf_on_cpu_and_logs(tiny_model_dir, caplog, monkeypatch):
@@ -122,3 +123,32 @@ def test_prompt_length_estimate_is_exact(engine):
     out = engine.generate(INPUTS, SamplingParams(max_new_tokens=1))
     for x, comps in zip(INPUTS, out, strict=True):
         assert engine._prompt_len(engine._prompt_text(x), decode_images(x.images)) == comps[0].prompt_tokens
+
+
+# Token ids the HF engine gave for INPUTS on the tiny model (seed 0), fp32 on a CPU, measured with the engine
+# as it was before engines took rendered prompts (GenerationInput(request, response, images), commit d9dc5d7).
+# The guard now renders the same messages through task.prompt_messages, so the completions must be identical.
+PINNED_SAMPLED_SEED7 = [
+    [[1473, 1000, 2090, 3140, 435, 2055], [877, 2685, 1507, 584, 3318, 1577]],
+    [[1595, 3996, 1663, 3788, 2153, 371], [1195, 3134, 3839, 2344, 3426, 3512]],
+    [[1864, 2369, 2723, 815, 3284, 853], [3656, 1662, 307, 517, 2551, 3760]],
+]
+PINNED_PROMPT_TOKENS = [217, 226, 234]  # text < text + one image < two images (vision tokens)
+
+
+def test_completions_are_the_ones_pinned_before_engines_took_rendered_prompts(engine):
+    if engine.device.type != "cpu":
+        pytest.skip("pinned on a CPU in fp32")
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=6, seed=7)
+    out = engine.generate(INPUTS, params)
+    assert [[c.extra["token_ids"] for c in comps] for comps in out] == PINNED_SAMPLED_SEED7
+    assert [comps[0].prompt_tokens for comps in out] == PINNED_PROMPT_TOKENS
+
+
+def test_the_guard_tasks_messages_are_the_guard_prompt():
+    from guardrl.schema import Sample
+    from guardrl.tasks import get_task
+
+    s = Sample(id="ti", source="t", modality="text_image", request="Describe this.",
+               response="It is a green square.", images=(_png(60, 50),), label_request="unharmful")
+    assert get_task("guard").prompt_messages(s) == list(INPUTS[1].messages)

@@ -19,7 +19,6 @@ from guardrl.parse import parse
 from guardrl.reject import (
     KeepRule,
     RejectConfig,
-    is_correct,
     judge,
     keep_decision,
     plan_shards,
@@ -28,6 +27,7 @@ from guardrl.reject import (
     work_dir_for,
 )
 from guardrl.schema import Sample
+from guardrl.tasks.guard import verdict_matches as is_correct
 
 N_PROMPTS = 30
 SHARD = 4  # -> 8 work shards

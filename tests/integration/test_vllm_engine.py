@@ -5,10 +5,10 @@ Guard and rejection sampling through vLLM. Skipped, with the reason, where vLLM 
 from __future__ import annotations
 
 import pytest
-from guard_samples import write_sft_dir
+from guard_samples import guard_prompt, write_sft_dir
 from test_generation import INPUTS, _png
 
-from guardrl.generation import GenerationInput, SamplingParams, make_engine
+from guardrl.generation import SamplingParams, make_engine
 from guardrl.generation.base import PromptTooLongError, isolate_failures
 
 pytestmark = pytest.mark.vllm
@@ -82,7 +82,7 @@ def test_n_samples_and_seeds(vllm_engine):
 
 
 def test_over_long_prompt_refused_and_isolated(vllm_engine):
-    long = GenerationInput("word " * 2100, id="long")  # > 2048 tokens of max_model_len
+    long = guard_prompt("word " * 2100, id="long")  # > 2048 tokens of max_model_len
     with pytest.raises(PromptTooLongError, match=r"input long: the prompt is [\d,]+ tokens; the engine takes 2,048"):
         vllm_engine.generate([long], GREEDY)
     # in a batch (eval, reject, serve isolate it): the other inputs are still answered
@@ -94,9 +94,9 @@ def test_over_long_prompt_refused_and_isolated(vllm_engine):
 
 def test_bad_image_and_too_many_images(vllm_engine):
     with pytest.raises(ValueError, match="image"):
-        vllm_engine.generate([GenerationInput("x", images=(b"not an image",))], GREEDY)
+        vllm_engine.generate([guard_prompt("x", images=(b"not an image",))], GREEDY)
     with pytest.raises(ValueError, match="max_images"):
-        vllm_engine.generate([GenerationInput("x", images=(_png(8, 8),) * 5)], GREEDY)
+        vllm_engine.generate([guard_prompt("x", images=(_png(8, 8),) * 5)], GREEDY)
 
 
 def test_guard_on_vllm_gives_the_hf_engines_verdicts(vllm_engine, hf_engine):

@@ -11,14 +11,19 @@ import io
 import pytest
 from PIL import Image
 
-from guardrl.generation.base import GenerationInput, PromptTooLongError, SamplingParams
+from guardrl.generation.base import Prompt, PromptTooLongError, SamplingParams
 from guardrl.generation.vllm import VLLMEngine
+from guardrl.prompts import build_messages
 
 
 def _png(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (w, h), (200, 30, 30)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def guard_prompt(request: str, images: tuple[bytes, ...] = (), id: str = "") -> Prompt:
+    return Prompt(build_messages(request, None, num_images=len(images)), images, id)
 
 
 class _NoLLM:
@@ -37,12 +42,12 @@ def engine(tiny_model_dir):
     return eng
 
 
-def _len(engine, x: GenerationInput) -> int:
+def _len(engine, x: Prompt) -> int:
     return engine._prompt(x, 0)[1]
 
 
 def test_a_prompt_that_fits_exactly_passes_and_one_more_token_is_refused(engine):
-    x = GenerationInput("how do I pick a lock?", id="row-7")
+    x = guard_prompt("how do I pick a lock?", id="row-7")
     n = _len(engine, x)  # the rendered guard prompt: system + user turn, a few hundred tokens
     engine.max_model_len = n + 63  # 64 new tokens do not fit: refused before vLLM is touched
     with pytest.raises(PromptTooLongError, match=r"input row-7: the prompt is .* tokens; the engine takes"):
@@ -55,8 +60,8 @@ def test_a_prompt_that_fits_exactly_passes_and_one_more_token_is_refused(engine)
 def test_image_tokens_count(engine):
     """An image adds its vision tokens: a 112x112 image is (112/14)^2 / 2^2 = 16 tokens after the 2x2 merge,
     replacing one placeholder token, so the prompt grows by at least 16 vs text only."""
-    text = GenerationInput("is this ok?", id="t")
-    img = GenerationInput("is this ok?", images=(_png(112, 112),), id="i")
+    text = guard_prompt("is this ok?", id="t")
+    img = guard_prompt("is this ok?", images=(_png(112, 112),), id="i")
     n_text, n_img = _len(engine, text), _len(engine, img)
     assert n_img - n_text >= 16
     engine.max_model_len = n_img + 7

@@ -14,19 +14,12 @@ from typing import Any
 from guardrl.metrics import Scored, evaluate_sets
 from guardrl.parse import Verdict, parse
 from guardrl.prompts import build_messages
-from guardrl.rewards import RewardConfig, TokenCounter, compute_reward, parse_ground_truth
+from guardrl.rewards import RewardConfig, TokenCounter, compute_reward, parse_ground_truth, verdict_matches
 from guardrl.schema import Sample
 from guardrl.tasks.base import Judgement, register_task
 from guardrl.traces import synthetic_target
 
-
-def verdict_matches(v: Verdict, gold_request: str | None, gold_response: str | None) -> bool:
-    """True when ``v`` parsed and matches every gold label the sample has (``None`` = not labelled)."""
-    if not v.format_ok:
-        return False
-    if gold_request is not None and v.request != gold_request:
-        return False
-    return gold_response is None or v.response == gold_response
+__all__ = ["GUARD", "GuardTask", "prediction_label", "verdict_matches"]
 
 
 def prediction_label(v: Verdict) -> str:

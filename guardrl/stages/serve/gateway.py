@@ -42,7 +42,7 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
-from guardrl.generation.base import GenerationInput
+from guardrl.guard import guard_prompt
 from guardrl.serve import Batcher, HTTPError, ServeLimits, read_json_body
 from guardrl.stages.serve.gateway_metrics import GatewayMetrics
 from guardrl.stages.serve.openai_moderation import ModerationOptions, image_part_bytes
@@ -192,7 +192,7 @@ class Gateway:
         ``unparsed``)."""
         with self.metrics.stage(f"judge_{side}"):
             try:
-                m = await self.batcher.submit(GenerationInput(request=request, response=response, images=images))
+                m = await self.batcher.submit(guard_prompt(request, response, images, side, self.guard.task.name))
             except HTTPError as exc:  # guard timeout / overload, prompt too long for the guard
                 self.metrics.guard_errors.labels(side).inc()
                 return Judged("error", detail=f"{exc.code}: {exc.message}")

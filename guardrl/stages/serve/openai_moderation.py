@@ -39,7 +39,7 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
-from guardrl.generation.base import GenerationInput
+from guardrl.guard import guard_prompt
 from guardrl.serve import HTTPError, ServeLimits, _error, decode_image_field, read_json_body
 
 #: OpenAI's moderation categories (omni-moderation), in its order
@@ -116,8 +116,8 @@ def _check_text(text: Any, where: str, limits: ServeLimits) -> str:
 
 
 async def parse_moderation_input(doc: Any, limits: ServeLimits,
-                                 options: ModerationOptions) -> list[tuple[GenerationInput, list[str]]]:
-    """A request body -> one (guard input, input types) per result. Raises :class:`HTTPError`."""
+                                 options: ModerationOptions) -> list[tuple[str, tuple[bytes, ...], list[str]]]:
+    """A request body -> one (text, images, input types) per result. Raises :class:`HTTPError`."""
     if not isinstance(doc, dict):
         raise HTTPError(422, "invalid_request", "body must be a JSON object")
     unknown = set(doc) - {"input", "model"}
@@ -135,7 +135,7 @@ async def parse_moderation_input(doc: Any, limits: ServeLimits,
         for i, v in enumerate(value):
             if not _check_text(v, f"input[{i}]", limits).strip():
                 raise HTTPError(422, "invalid_request", f"input[{i}]: nothing to moderate (empty text)")
-            out.append((GenerationInput(request=v, id=str(i)), ["text"]))
+            out.append((v, (), ["text"]))
         return out
     if not all(isinstance(v, dict) for v in value):
         raise HTTPError(422, "invalid_request", "'input' mixes strings and parts; give one kind")
@@ -155,7 +155,7 @@ async def parse_moderation_input(doc: Any, limits: ServeLimits,
     if not text.strip() and not images:
         raise HTTPError(422, "invalid_request", "nothing to moderate: no text and no image")
     kinds = (["text"] if text.strip() else []) + (["image"] if images else [])
-    return [(GenerationInput(request=text, images=tuple(images), id="0"), kinds)]
+    return [(text, tuple(images), kinds)]
 
 
 def moderation_result(m: Any, kinds: list[str], options: ModerationOptions) -> dict[str, Any]:
@@ -179,6 +179,7 @@ def moderations_router(guard: Any, batcher: Any, limits: ServeLimits, options: M
 
     router = APIRouter()
     model_name = options.model_name or Path(guard.model_path).name or "guardrl"
+    task = guard.task.name  # the prompt the guard was trained with
 
     @router.post("/v1/moderations")
     async def moderations(request: Request):
@@ -189,11 +190,12 @@ def moderations_router(guard: Any, batcher: Any, limits: ServeLimits, options: M
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise HTTPError(400, "bad_json", f"body is not valid JSON: {exc}") from exc
             inputs = await parse_moderation_input(doc, limits, options)
-            verdicts = await asyncio.gather(*(batcher.submit(x) for x, _ in inputs))
+            verdicts = await asyncio.gather(*(batcher.submit(guard_prompt(text, None, images, str(i), task))
+                                              for i, (text, images, _) in enumerate(inputs)))
         except HTTPError as exc:
             return _error(exc.status, exc.code, exc.message)
         return {"id": f"modr-{uuid.uuid4().hex}", "model": model_name,
-                "results": [moderation_result(m, kinds, options) for m, (_, kinds) in zip(verdicts, inputs,
-                                                                                          strict=True)]}
+                "results": [moderation_result(m, kinds, options) for m, (_, _, kinds) in zip(verdicts, inputs,
+                                                                                             strict=True)]}
 
     return router

@@ -60,7 +60,7 @@ def upstream(scripted_vlm_dir, tmp_path_factory):
 def guard(keyword_guard_dir):
     from guardrl.guard import Guard
 
-    g = Guard.from_pretrained(keyword_guard_dir, engine="hf", max_new_tokens=40, batch_size=32)
+    g = Guard.from_pretrained(keyword_guard_dir, engine="hf", max_new_tokens=48, batch_size=32)
     yield g
     g.close()
 

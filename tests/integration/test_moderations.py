@@ -31,7 +31,7 @@ def _data_url(png: bytes) -> str:
 def guard(keyword_guard_dir):
     from guardrl.guard import Guard
 
-    g = Guard.from_pretrained(keyword_guard_dir, engine="hf", max_new_tokens=40)
+    g = Guard.from_pretrained(keyword_guard_dir, engine="hf", max_new_tokens=48)
     yield g
     g.close()
 

@@ -18,7 +18,7 @@ import threading
 import httpx
 import pytest
 from server_support import free_port, server_process, uvicorn_thread
-from serving_models import CHAT_SCRIPT
+from serving_models import CHAT_SCRIPT, keyword_guard
 
 from guardrl.stages.serve.policy import GatewayPolicy
 
@@ -58,9 +58,7 @@ def upstream(scripted_vlm_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def guard(keyword_guard_dir):
-    from guardrl.guard import Guard
-
-    g = Guard.from_pretrained(keyword_guard_dir, engine="hf", max_new_tokens=48, batch_size=32)
+    g = keyword_guard(keyword_guard_dir, batch_size=32)
     yield g
     g.close()
 

@@ -80,11 +80,15 @@ _register_subcommands()
 
 
 def _register_commands() -> None:
-    """Single commands that live beside their code: ``guardrl moderate``, ``guardrl serve``."""
+    """Single commands that live beside their code: ``guardrl moderate``, ``guardrl serve``, ``guardrl gateway``,
+    ``guardrl serve-chat``."""
     from guardrl import moderate_cli
+    from guardrl.stages.serve import cli as serve_cli
 
     app.command("moderate")(moderate_cli.moderate)
     app.command("serve")(moderate_cli.serve)
+    app.command("gateway")(serve_cli.gateway)
+    app.command("serve-chat")(serve_cli.serve_chat)
 
 
 _register_commands()

@@ -20,6 +20,7 @@ _USER_ERRORS = (
     ("guardrl.export", "ExportError"),
     ("guardrl.evaluation.data", "BenchmarkError"),
     ("guardrl.augment", "AugmentError"),
+    ("guardrl.stages.serve.policy", "PolicyError"),
 )
 
 

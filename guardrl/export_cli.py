@@ -51,6 +51,10 @@ def run(
     dest = out or section.get("out")
     if not ckpt or not dest:
         raise typer.BadParameter("give CHECKPOINT and OUT, or a --recipe with export.checkpoint and export.out")
+    if not Path(ckpt).expanduser().exists():
+        from guardrl.core.model_folder import ModelFolderError
+
+        raise ModelFolderError(f"{ckpt}: no such checkpoint folder")
     opts = ExportOptions(
         dtype=dtype or section.get("dtype", "auto"),
         allow_pickle=allow_pickle or bool(section.get("allow_pickle", False)),
@@ -76,8 +80,10 @@ def check(
     expected_parameters: int | None = typer.Option(None, help="Fail unless the model has exactly this many."),
 ) -> None:
     """Reload an exported folder with transformers' Auto classes and check its files."""
+    from guardrl.core.model_folder import resolve_model
     from guardrl.export import ExportError, check_folder
 
+    resolve_model(folder, what="exported model")  # no such folder / which files are missing (exit 2)
     try:
         info = check_folder(folder, expected_parameters)
     except ExportError as exc:

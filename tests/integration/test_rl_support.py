@@ -65,10 +65,11 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps: int, seed: int = 0,
                per_row: int = 1, reasoning: Callable[[random.Random], str] | None = None,
-               shuffle: bool = False) -> Path:
+               shuffle: bool = False, target: Callable[[dict[str, Any]], str] | None = None) -> Path:
     """Minimal SFT of the tiny model: it learns the output *format* with labels drawn at random
     (independent of the keyword), so it starts RL well-formed but at chance accuracy. ``per_row`` targets per
     row, each with ``reasoning(rng)`` as its think block (default: one fixed sentence); ``shuffle`` the examples.
+    ``target(row)`` replaces the random target by the row's own (the gateway tests' keyword guard).
     Also the start of ``benchmarks/bench_eco.py``."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -87,9 +88,10 @@ def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps
         for _ in range(per_row):
             think = reasoning(rng) if reasoning else "I check the request."
             label = rng.choice(("harmful", "unharmful"))
-            target = format_verdict(Verdict(request=label, response=None, reasoning=think, format_ok=True))
+            text = target(row) if target else format_verdict(
+                Verdict(request=label, response=None, reasoning=think, format_ok=True))
             p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-            t_ids = tok(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            t_ids = tok(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
             examples.append((p_ids + t_ids, [-100] * len(p_ids) + t_ids))
     if shuffle:
         rng.shuffle(examples)

@@ -6,14 +6,13 @@ import asyncio
 import base64
 import io
 import os
-import socket
-import subprocess
 import sys
 import time
 
 import httpx
 import pytest
 from PIL import Image
+from server_support import free_port, server_process, uvicorn_thread
 
 from guardrl.prompts import build_messages
 
@@ -28,36 +27,15 @@ def _b64_png(w: int, h: int, color=(10, 120, 200)) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def server(tiny_model_dir, tmp_path_factory):
+    port = free_port()
     cmd = [sys.executable, "-m", "guardrl.cli", "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port",
            str(port), "--engine", "hf", "--max-new-tokens", str(MAX_NEW), "--max-image-pixels", str(MAX_PIXELS),
            "--max-body-mb", "1", "--max-images", "2", "--timeout", "240", "--max-batch", "32", "--batch-size", "32"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ,
-                            "OMP_NUM_THREADS": "2"})
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("server did not start in 180 s")
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with server_process(cmd, f"{base}/health", log, env={**os.environ, "OMP_NUM_THREADS": "2"}):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -177,27 +155,14 @@ def test_200_concurrent_requests(server, prompt_tokens):
 
 def test_timeout_is_a_json_504(tiny_model_dir):
     """A server whose timeout is shorter than any generation answers 504, in-process uvicorn on 127.0.0.1."""
-    import threading
-
-    import uvicorn
-
     from guardrl.guard import Guard
     from guardrl.serve import ServeLimits, create_app
 
     guard = Guard.from_pretrained(tiny_model_dir, engine="hf", max_new_tokens=32)
-    server = uvicorn.Server(uvicorn.Config(create_app(guard, ServeLimits(timeout_s=0.01)), host="127.0.0.1", port=0,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        for _ in range(2):
-            r = httpx.post(f"http://127.0.0.1:{port}/v1/moderate", json={"request": "slow please"}, timeout=60)
-            assert r.status_code == 504 and r.json()["error"]["code"] == "timeout", r.text
+        with uvicorn_thread(create_app(guard, ServeLimits(timeout_s=0.01))) as base:
+            for _ in range(2):
+                r = httpx.post(f"{base}/v1/moderate", json={"request": "slow please"}, timeout=60)
+                assert r.status_code == 504 and r.json()["error"]["code"] == "timeout", r.text
     finally:
-        server.should_exit = True
-        thread.join(timeout=60)
         guard.close()

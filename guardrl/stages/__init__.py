@@ -1,0 +1,1 @@
+"""guardrl's stages, one package each (see LAYOUT: the layout of issue 21)."""

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardrl.model_card import CardError, eval_summary, git_commit, manifest_entries, model_card, sha256_file
+from guardrl.core.provenance import git_commit, sha256_file
+from guardrl.model_card import CardError, eval_summary, manifest_entries, model_card
 
 log = logging.getLogger(__name__)
 

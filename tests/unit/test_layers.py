@@ -87,10 +87,20 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
 
 
 def _layer(module: str) -> str | None:
+    """The layer of a module: ``guardrl`` and ``guardrl.cli`` are the top; ``None`` outside every layer."""
     parts = module.split(".")
     if len(parts) == 1 or (len(parts) == 2 and parts[1] in TOP_FILES):
         return "top"
     return parts[1] if parts[1] in LAYERS else None
+
+
+def _target_layer(name: str, root: Path) -> str | None:
+    """The layer of an imported name; ``guardrl.__version__`` (not a module of its own) is the top package."""
+    parts = name.split(".")
+    if len(parts) == 2 and parts[1] not in LAYERS and not (root / parts[1]).is_dir() \
+            and not (root / f"{parts[1]}.py").is_file():
+        return "top"
+    return _layer(name)
 
 
 def _within(name: str, prefix: str) -> bool:
@@ -101,6 +111,13 @@ def check_layers(root: Path) -> list[str]:
     """Every breach of the rules above in the package at ``root`` (a folder named like the package)."""
     pkg = root.name
     problems: list[str] = []
+    seen: set[tuple[str, int, str]] = set()
+
+    def report(where: str, line: int, name: str, why: str) -> None:
+        if (where, line, why) not in seen:  # `from m import a, b`: once per line and rule
+            seen.add((where, line, why))
+            problems.append(f"{where}:{line} imports {name} ({why})")
+
     for path in sorted(root.rglob("*.py")):
         module = _module_name(root, path)
         where = f"{path.relative_to(root.parent)}"
@@ -110,21 +127,20 @@ def check_layers(root: Path) -> list[str]:
             continue
         for line, name in _imports(path, module):
             top = name.split(".")[0]
-            at = f"{where}:{line} imports {name}"
             if top == pkg:
-                target = _layer(name)
+                target = _target_layer(name, root)
                 if target not in (layer, "top") and target not in MAY_IMPORT[layer]:
                     allowed = sorted(MAY_IMPORT[layer]) or ["nothing else of guardrl"]
-                    problems.append(f"{at} ({layer} may import {', '.join(allowed)})")
+                    report(where, line, name, f"{layer} may import {', '.join(allowed)}")
                 elif target == "top" and _within(name, f"{pkg}.cli") and layer != "top":
-                    problems.append(f"{at} (only the entry point imports the CLI)")
+                    report(where, line, name, "only the entry point imports the CLI")
                 if layer == "stages" and any(_within(name, t) for t in CONCRETE_TASKS):
-                    problems.append(f"{at} (a stage looks its task up with guardrl.tasks.get_task)")
+                    report(where, line, name, "a stage looks its task up with guardrl.tasks.get_task")
                 continue
             if top in ONLY_IN and not any(_within(module, p) for p in ONLY_IN[top]):
-                problems.append(f"{at} ({top} only in {', '.join(ONLY_IN[top])})")
+                report(where, line, name, f"{top} only in {', '.join(ONLY_IN[top])}")
             elif layer in PURE_LAYERS and top in NOT_IN_PURE:
-                problems.append(f"{at} ({layer} is pure: no {', '.join(NOT_IN_PURE)})")
+                report(where, line, name, f"{layer} is pure: no {', '.join(NOT_IN_PURE)}")
     return problems
 
 

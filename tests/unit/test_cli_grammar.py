@@ -33,6 +33,10 @@ CASES = {
 }
 
 
+# an existing folder as the checkpoint: `export config` may check that it exists (it reads nothing)
+BASE = {"export": [f"export.checkpoint={REPO / 'recipes'}"]}
+
+
 def _get(doc: dict, keys: tuple[str, ...]):
     for k in keys:
         doc = doc[k]
@@ -42,17 +46,19 @@ def _get(doc: dict, keys: tuple[str, ...]):
 @pytest.mark.parametrize("stage", sorted(CASES))
 def test_config_prints_the_resolved_config_with_overrides(stage):
     recipe, override, keys, value = CASES[stage]
-    doc = yaml.safe_load(_invoke(stage, "config", TINY / recipe, override))
+    base = BASE.get(stage, [])
+    doc = yaml.safe_load(_invoke(stage, "config", TINY / recipe, *base, override))
     assert _get(doc, keys) == value
     # the override changes the printed value: without it the recipe's own value shows
-    assert _get(yaml.safe_load(_invoke(stage, "config", TINY / recipe)), keys) != value
+    assert _get(yaml.safe_load(_invoke(stage, "config", TINY / recipe, *base)), keys) != value
 
 
 @pytest.mark.parametrize("stage", ["reject", "augment", "export", "eval"])
 def test_old_recipe_option_is_an_alias(stage):
     recipe, override, _, _ = CASES[stage]
-    assert _invoke(stage, "config", "--recipe", TINY / recipe, override) == \
-        _invoke(stage, "config", TINY / recipe, override)
+    base = BASE.get(stage, [])
+    assert _invoke(stage, "config", "--recipe", TINY / recipe, *base, override) == \
+        _invoke(stage, "config", TINY / recipe, *base, override)
 
 
 def test_sft_run_and_config_with_old_train_and_check_aliases():

@@ -90,9 +90,8 @@ def split_args(args: Sequence[str] | None, recipe_option: str | Path | None = No
         raise RecipeError(f"recipe given twice: {found[0]} and --recipe {recipe_option}")
     recipe = Path(found[0]) if found else (Path(recipe_option) if recipe_option is not None else None)
     if len(rest) > len(positionals):
-        names = " ".join(f"[{p}]" for p in positionals)
-        raise RecipeError(f"unexpected argument(s) {rest[len(positionals):]} (usage: [RECIPE] {names} [key=value ...])"
-                          .replace("  ", " "))
+        usage = " ".join(["[RECIPE]", *(f"[{p}]" for p in positionals), "[key=value ...]"])
+        raise RecipeError(f"unexpected argument(s) {rest[len(positionals):]} (usage: {usage})")
     if recipe is None and (recipe_required or overrides):
         raise RecipeError(f"overrides {overrides} need a RECIPE" if overrides and not recipe_required
                           else "missing RECIPE (a YAML file, e.g. recipes/tiny/<stage>.yaml)")

@@ -33,8 +33,9 @@ CASES = {
 }
 
 
-# an existing folder as the checkpoint: `export config` may check that it exists (it reads nothing)
-BASE = {"export": [f"export.checkpoint={REPO / 'recipes'}"]}
+def _base(stage: str, model: Path) -> list[str]:
+    """A real model folder as export's checkpoint / eval's model: `config` may check that it exists."""
+    return {"export": [f"export.checkpoint={model}"], "eval": [f"eval.model={model}"]}.get(stage, [])
 
 
 def _get(doc: dict, keys: tuple[str, ...]):
@@ -44,9 +45,9 @@ def _get(doc: dict, keys: tuple[str, ...]):
 
 
 @pytest.mark.parametrize("stage", sorted(CASES))
-def test_config_prints_the_resolved_config_with_overrides(stage):
+def test_config_prints_the_resolved_config_with_overrides(stage, tiny_model_dir):
     recipe, override, keys, value = CASES[stage]
-    base = BASE.get(stage, [])
+    base = _base(stage, tiny_model_dir)
     doc = yaml.safe_load(_invoke(stage, "config", TINY / recipe, *base, override))
     assert _get(doc, keys) == value
     # the override changes the printed value: without it the recipe's own value shows
@@ -54,9 +55,9 @@ def test_config_prints_the_resolved_config_with_overrides(stage):
 
 
 @pytest.mark.parametrize("stage", ["reject", "augment", "export", "eval"])
-def test_old_recipe_option_is_an_alias(stage):
+def test_old_recipe_option_is_an_alias(stage, tiny_model_dir):
     recipe, override, _, _ = CASES[stage]
-    base = BASE.get(stage, [])
+    base = _base(stage, tiny_model_dir)
     assert _invoke(stage, "config", "--recipe", TINY / recipe, *base, override) == \
         _invoke(stage, "config", TINY / recipe, *base, override)
 

@@ -92,22 +92,22 @@ data: install  ## build the bundled guard-mini corpus into $(OUT) (train/ and de
 	$(PY) -m data_prep.guard_mini --out $(OUT) $(ARGS)
 
 sft: install  ## R-SFT: make sft RECIPE=recipes/tiny/sft.yaml ARGS="optim.lr=1e-5" (Ray Train job; resumes)
-	$(GUARDRL) sft train $(or $(RECIPE),recipes/tiny/sft.yaml) $(ARGS)
+	$(GUARDRL) sft run $(or $(RECIPE),recipes/tiny/sft.yaml) $(ARGS)
 
 reject: install  ## rejection sampling on Ray actors: make reject RECIPE=recipes/tiny/reject.yaml (rerun resumes)
-	$(GUARDRL) reject run --recipe $(or $(RECIPE),recipes/tiny/reject.yaml) $(ARGS)
+	$(GUARDRL) reject run $(or $(RECIPE),recipes/tiny/reject.yaml) $(ARGS)
 
 augment: install  ## RL set = hard samples + 20% joined ones: make augment RECIPE=recipes/tiny/augment.yaml
-	$(GUARDRL) augment run --recipe $(or $(RECIPE),recipes/tiny/augment.yaml) $(ARGS)
+	$(GUARDRL) augment run $(or $(RECIPE),recipes/tiny/augment.yaml) $(ARGS)
 
 rl: install  ## online GRPO through verl: make rl RECIPE=recipes/tiny/rl.yaml ARGS="verl.trainer.total_training_steps=2"
 	$(GUARDRL) rl run $(or $(RECIPE),recipes/tiny/rl.yaml) $(ARGS)
 
 export: install  ## checkpoint (SFT HF folder or verl FSDP) -> HF folder: make export RECIPE=recipes/tiny/export.yaml
-	$(GUARDRL) export run --recipe $(or $(RECIPE),recipes/tiny/export.yaml) $(ARGS)
+	$(GUARDRL) export run $(or $(RECIPE),recipes/tiny/export.yaml) $(ARGS)
 
 eval: install  ## benchmarks -> results.json/.md + plots (Ray actors): make eval RECIPE=recipes/tiny/eval.yaml
-	$(GUARDRL) eval run --recipe $(or $(RECIPE),recipes/tiny/eval.yaml) $(ARGS)
+	$(GUARDRL) eval run $(or $(RECIPE),recipes/tiny/eval.yaml) $(ARGS)
 
 MODEL ?= outputs/tiny/export
 moderate: install  ## make moderate MODEL=DIR TEXT="..." [IMAGE=a.png] [RESPONSE="..."] or JSONL=FILE

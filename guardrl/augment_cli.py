@@ -9,24 +9,36 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build the RL set: hard samples + joined samples.")
 
 
-@app.command("run")
-def run(
-    overrides: list[str] = typer.Argument(None, help="Recipe overrides key.path=value (e.g. augment.share=0.3)."),
-    recipe: Path = typer.Option(..., "--recipe", "-r", help="Augment recipe (recipes/<size>/augment.yaml)."),
-) -> None:
-    """Join random pairs (Ray tasks) until they are `share` of the set; write guardrl + verl formats."""
-    from guardrl.recipe import RecipeError, load_recipe, to_container
-    from guardrl.rlset import AugmentConfig, build_rl_set
+_ARGS_HELP = "RECIPE (recipes/<size>/augment.yaml) then overrides key.path=value (e.g. augment.share=0.3)."
+_RECIPE_ALIAS = typer.Option(None, "--recipe", "-r", hidden=True, help="Old spelling of RECIPE.")
+
+
+def _config(args: list[str] | None, recipe: Path | None):
+    from guardrl.recipe import RecipeError, split_args, stage_section
+    from guardrl.rlset import AugmentConfig
 
     try:
-        section = to_container(load_recipe(recipe, overrides or []))
-        if not isinstance(section.get("augment"), dict):
-            raise RecipeError(f"{recipe}: missing the `augment:` section")
-        cfg = AugmentConfig.from_dict(section["augment"])
+        path, _, overrides = split_args(args, recipe)
+        return AugmentConfig.from_dict(stage_section(path, overrides, "augment"))
     except (RecipeError, ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    s = build_rl_set(cfg)
+
+
+@app.command("run")
+def run(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_ARGS_HELP), recipe: Path | None = _RECIPE_ALIAS) -> None:
+    """Join random pairs (Ray tasks) until they are `share` of the set; write guardrl + verl formats."""
+    from guardrl.rlset import build_rl_set
+
+    s = build_rl_set(_config(args, recipe))
     typer.echo(
         f"RL set: {s['base']} hard + {s['augmented']} joined ({100 * s['share']:.1f}%), "
         f"train {s['train']} / dev {s['dev']} -> {s['out']} (verl files in {s['out']}/verl/)"
     )
+
+
+@app.command("config")
+def config(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_ARGS_HELP), recipe: Path | None = _RECIPE_ALIAS) -> None:
+    """Print the resolved augment config (recipe + overrides, validated); nothing runs."""
+    from guardrl.recipe import config_yaml
+
+    typer.echo(config_yaml(_config(args, recipe)))

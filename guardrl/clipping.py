@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from guardrl.core.registry import Registry
+
 ScheduleFn = Callable[[float, int, int, float], float]
 
 DEFAULT_FLOOR = 0.01
 
-_SCHEDULES: dict[str, ScheduleFn] = {}
+_SCHEDULES: Registry[ScheduleFn] = Registry("clip schedule")
 
 
 def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
@@ -40,14 +42,7 @@ def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
     Raises:
         ValueError: if ``name`` is already registered.
     """
-
-    def deco(fn: ScheduleFn) -> ScheduleFn:
-        if name in _SCHEDULES:
-            raise ValueError(f"clip schedule {name!r} is already registered ({_SCHEDULES[name].__qualname__})")
-        _SCHEDULES[name] = fn
-        return fn
-
-    return deco
+    return _SCHEDULES.register(name)
 
 
 def get_schedule(name: str) -> ScheduleFn:
@@ -56,14 +51,11 @@ def get_schedule(name: str) -> ScheduleFn:
     Raises:
         KeyError: for an unknown name; the message lists the valid names.
     """
-    try:
-        return _SCHEDULES[name]
-    except KeyError:
-        raise KeyError(f"unknown clip schedule {name!r}; valid: {sorted(_SCHEDULES)}") from None
+    return _SCHEDULES.get(name)
 
 
 def schedule_names() -> list[str]:
-    return sorted(_SCHEDULES)
+    return _SCHEDULES.names()
 
 
 def progress(step: int, total_steps: int) -> float:

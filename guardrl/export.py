@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardrl.model_card import CardError, eval_summary, git_commit, manifest_entries, model_card, sha256_file
+from guardrl.core.provenance import git_commit, sha256_file
+from guardrl.model_card import CardError, eval_summary, manifest_entries, model_card
 
 log = logging.getLogger(__name__)
 
@@ -215,34 +216,12 @@ def _model_from_state_dict(config_dir: Path, state_dict: dict, dtype):
 
 def _merge_verl_shards(ckpt: Checkpoint, allow_pickle: bool) -> dict:
     """Merge verl FSDP shards with verl's merger logic, loading with ``weights_only=True``, dtype kept."""
-    from torch.distributed.tensor import DTensor
-    from verl.model_merger.base_model_merger import ModelMergerConfig
-    from verl.model_merger.fsdp_model_merger import FSDPModelMerger, merge_non_dtensor_shards
+    from guardrl.verl_ext.checkpoint import merge_fsdp_shards
 
-    merger = FSDPModelMerger(
-        ModelMergerConfig(operation="test", backend="fsdp", local_dir=str(ckpt.weights_dir),
-                          hf_model_config_path=str(ckpt.config_dir), trust_remote_code=False)
-    )
-    world_size = merger._get_world_size()
-    shards = [
-        safe_torch_load(ckpt.weights_dir / f"model_world_size_{world_size}_rank_{r}.pt", allow_pickle)
-        for r in range(world_size)
-    ]
-    mesh, mesh_dim_names = merger._extract_device_mesh_info(shards[0], world_size)
-    total_shards, mesh_shape = merger._calculate_shard_configuration(mesh, mesh_dim_names)
-    if total_shards != world_size or len(mesh_shape) != 1:
-        raise ExportError(f"{ckpt.weights_dir}: mesh {mesh_dim_names} {mesh_shape} not supported (FSDP without TP only)")
-    merged: dict = {}
-    for key in sorted(shards[0]):
-        parts = [s[key] for s in shards]
-        if isinstance(parts[0], DTensor):
-            placements = tuple(parts[0].placements)
-            if mesh_dim_names[0] in ("dp", "ddp"):
-                placements = placements[1:]
-            merged[key] = merger._merge_by_placement([t._local_tensor for t in parts], placements[0])
-        else:
-            merged[key] = merge_non_dtensor_shards(key, parts)
-    return merged
+    try:
+        return merge_fsdp_shards(ckpt.weights_dir, ckpt.config_dir, lambda p: safe_torch_load(p, allow_pickle))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def load_model(ckpt: Checkpoint, dtype: str = "auto", allow_pickle: bool = False):

@@ -12,32 +12,20 @@ SECTION_KEYS = frozenset({"checkpoint", "out", "base_model", "dtype", "allow_pic
                           "expected_parameters", "manifests", "recipes", "eval_results", "generation"})
 
 
-@app.command("run")
-def run(
-    args: list[str] = typer.Argument(
-        None, help="[CHECKPOINT [OUT]] then recipe overrides key.path=value (default: the recipe's export.checkpoint/out)."
-    ),
-    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="Export recipe (recipes/<size>/export.yaml)."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept .bin/.pt weights (read weights_only=True)."),
-    dtype: str | None = typer.Option(None, help="auto | float32 | bfloat16 | float16."),
-    processor: Path | None = typer.Option(None, help="Take processor + chat template from this folder."),
-    manifest: list[Path] = typer.Option([], help="Data manifest.json (or its folder) to hash into the card."),
-    eval_results: Path | None = typer.Option(None, help="results.json from `guardrl eval run`."),
-) -> None:
-    """Export CHECKPOINT into OUT: safetensors, config, processor, generation config, model card."""
-    from guardrl.export import ExportError, ExportOptions, export_checkpoint
-    from guardrl.recipe import RecipeError, load_recipe, to_container
+_ARGS_HELP = ("[RECIPE] [CHECKPOINT [OUT]] then recipe overrides key.path=value (default: the recipe's "
+              "export.checkpoint/out).")
 
-    override = [a for a in args or [] if "=" in a]
-    positional = [a for a in args or [] if "=" not in a]
-    if len(positional) > 2:
-        raise typer.BadParameter(f"at most CHECKPOINT and OUT, got {positional}")
-    checkpoint, out = (positional + [None, None])[:2]
-    if override and recipe is None:
-        raise typer.BadParameter(f"overrides {override} need a --recipe")
+
+def _resolve(args, recipe, allow_pickle, dtype, processor, manifest, eval_results):
+    """(checkpoint, out, ExportOptions) from the recipe, its overrides and the options."""
+    from guardrl.export import ExportOptions
+    from guardrl.recipe import RecipeError, load_recipe, split_args, to_container
+
     section: dict = {}
     recipe_files: list[str] = []
     try:
+        recipe, positional, override = split_args(args, recipe, positionals=("CHECKPOINT", "OUT"),
+                                                  recipe_required=False)
         if recipe is not None:
             cfg = to_container(load_recipe(recipe, override))
             section = dict(cfg.get("export") or {})
@@ -47,10 +35,11 @@ def run(
             recipe_files = [str(recipe), *[str(r) for r in section.get("recipes", []) if Path(r).is_file()]]
     except RecipeError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    checkpoint, out = (positional + [None, None])[:2]
     ckpt = checkpoint or section.get("checkpoint")
     dest = out or section.get("out")
     if not ckpt or not dest:
-        raise typer.BadParameter("give CHECKPOINT and OUT, or a --recipe with export.checkpoint and export.out")
+        raise typer.BadParameter("give CHECKPOINT and OUT, or a RECIPE with export.checkpoint and export.out")
     if not Path(ckpt).expanduser().exists():
         from guardrl.core.model_folder import ModelFolderError
 
@@ -66,12 +55,57 @@ def run(
         expected_parameters=section.get("expected_parameters"),
         generation=dict(section.get("generation") or {}),
     )
+    return ckpt, dest, opts
+
+
+_OPTS = {
+    "args": typer.Argument(None, metavar="ARGS", help=_ARGS_HELP),
+    "recipe": typer.Option(None, "--recipe", "-r", hidden=True, help="Old spelling of RECIPE."),
+    "allow_pickle": typer.Option(False, "--allow-pickle", help="Accept .bin/.pt weights (read weights_only=True)."),
+    "dtype": typer.Option(None, help="auto | float32 | bfloat16 | float16."),
+    "processor": typer.Option(None, help="Take processor + chat template from this folder."),
+    "manifest": typer.Option([], help="Data manifest.json (or its folder) to hash into the card."),
+    "eval_results": typer.Option(None, help="results.json from `guardrl eval run`."),
+}
+
+
+@app.command("run")
+def run(
+    args: list[str] = _OPTS["args"],
+    recipe: Path | None = _OPTS["recipe"],
+    allow_pickle: bool = _OPTS["allow_pickle"],
+    dtype: str | None = _OPTS["dtype"],
+    processor: Path | None = _OPTS["processor"],
+    manifest: list[Path] = _OPTS["manifest"],
+    eval_results: Path | None = _OPTS["eval_results"],
+) -> None:
+    """Export CHECKPOINT into OUT: safetensors, config, processor, generation config, model card."""
+    from guardrl.export import ExportError, export_checkpoint
+
+    ckpt, dest, opts = _resolve(args, recipe, allow_pickle, dtype, processor, manifest, eval_results)
     try:
         meta = export_checkpoint(ckpt, dest, opts)
     except ExportError as exc:
         typer.secho(f"export failed: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"exported {meta['architecture']} ({meta['parameters']:,} parameters, {meta['dtype']}) to {dest}")
+
+
+@app.command("config")
+def config(
+    args: list[str] = _OPTS["args"],
+    recipe: Path | None = _OPTS["recipe"],
+    allow_pickle: bool = _OPTS["allow_pickle"],
+    dtype: str | None = _OPTS["dtype"],
+    processor: Path | None = _OPTS["processor"],
+    manifest: list[Path] = _OPTS["manifest"],
+    eval_results: Path | None = _OPTS["eval_results"],
+) -> None:
+    """Print the resolved export (checkpoint, out, options); nothing is written."""
+    from guardrl.recipe import config_yaml
+
+    ckpt, dest, opts = _resolve(args, recipe, allow_pickle, dtype, processor, manifest, eval_results)
+    typer.echo(config_yaml({"checkpoint": ckpt, "out": dest, "options": opts}))
 
 
 @app.command("check")

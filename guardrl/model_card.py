@@ -6,34 +6,15 @@ checkpoint, the guardrl commit and, once evaluated, the weighted F1 per task.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
+
+from guardrl.core.provenance import sha256_file
 
 
 class CardError(ValueError):
     """A missing manifest or a folder that is not a guardrl export."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_commit() -> str | None:
-    """The commit guardrl runs from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def eval_summary(path: str | None) -> dict[str, Any] | None:

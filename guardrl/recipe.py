@@ -56,3 +56,71 @@ def require(cfg: DictConfig, *keys: str) -> None:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """Plain dict (interpolations resolved) for manifests and wandb."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def split_args(args: Sequence[str] | None, recipe_option: str | Path | None = None, *,
+               positionals: Sequence[str] = (), recipe_required: bool = True
+               ) -> tuple[Path | None, list[str], list[str]]:
+    """The one command grammar of every stage: ``guardrl <stage> run|config [RECIPE] [ARG ...] [k=v ...]``.
+
+    ``args`` are the command's free arguments; ``key.path=value`` ones are overrides. With no other
+    ``positionals`` the first remaining argument is the recipe; a stage that also takes positionals
+    (``eval run [MODEL]``, ``export run [CHECKPOINT [OUT]]``) finds its recipe as the first argument
+    ending in ``.yaml``/``.yml``. ``recipe_option`` is the old ``--recipe`` spelling, kept as an alias.
+
+    Returns:
+        ``(recipe or None, positionals, overrides)``.
+
+    Raises:
+        RecipeError: a recipe given twice, too many arguments, no recipe where one is required, or
+            overrides without a recipe.
+    """
+    args = list(args or [])
+    overrides = [a for a in args if "=" in a]
+    rest = [a for a in args if "=" not in a]
+    if positionals:
+        found = [a for a in rest if a.endswith(RECIPE_SUFFIXES)][:1]
+        rest = [a for a in rest if a not in found]
+    else:
+        found, rest = rest[:1], rest[1:]
+    if found and recipe_option is not None:
+        raise RecipeError(f"recipe given twice: {found[0]} and --recipe {recipe_option}")
+    recipe = Path(found[0]) if found else (Path(recipe_option) if recipe_option is not None else None)
+    if len(rest) > len(positionals):
+        usage = " ".join(["[RECIPE]", *(f"[{p}]" for p in positionals), "[key=value ...]"])
+        raise RecipeError(f"unexpected argument(s) {rest[len(positionals):]} (usage: {usage})")
+    if recipe is None and (recipe_required or overrides):
+        raise RecipeError(f"overrides {overrides} need a RECIPE" if overrides and not recipe_required
+                          else "missing RECIPE (a YAML file, e.g. recipes/tiny/<stage>.yaml)")
+    return recipe, rest, overrides
+
+
+def stage_section(recipe: str | Path, overrides: Sequence[str], section: str) -> dict[str, Any]:
+    """The ``section:`` mapping of a recipe after overrides, as a plain dict.
+
+    Raises:
+        RecipeError: the recipe cannot be read or has no such mapping.
+    """
+    cfg = to_container(load_recipe(recipe, overrides))
+    if not isinstance(cfg.get(section), dict):
+        raise RecipeError(f"{recipe}: missing the `{section}:` section")
+    return cfg[section]
+
+
+def config_yaml(obj: Any) -> str:
+    """A resolved stage config (dataclass, mapping, DictConfig) as YAML, for ``guardrl <stage> config``."""
+    import dataclasses
+    import json
+
+    def to_plain(o: Any) -> Any:  # nested dataclasses, Paths, enums -> YAML-able values
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        return str(o)
+
+    if isinstance(obj, DictConfig):
+        obj = to_container(obj)
+    plain = json.loads(json.dumps(obj, default=to_plain))
+    return OmegaConf.to_yaml(OmegaConf.create(plain))

@@ -9,24 +9,36 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rejection sampling: keep the hard prompts.")
 
 
-@app.command("run")
-def run(
-    overrides: list[str] = typer.Argument(None, help="Recipe overrides key.path=value (e.g. reject.sampling.k=8)."),
-    recipe: Path = typer.Option(..., "--recipe", "-r", help="Reject recipe (recipes/<size>/reject.yaml)."),
-) -> None:
-    """Sample k completions per prompt, keep the prompts the keep rule selects; resumes a killed run."""
-    from guardrl.recipe import RecipeError, load_recipe, to_container
-    from guardrl.reject import RejectConfig, run_reject
+_ARGS_HELP = "RECIPE (recipes/<size>/reject.yaml) then overrides key.path=value (e.g. reject.sampling.k=8)."
+_RECIPE_ALIAS = typer.Option(None, "--recipe", "-r", hidden=True, help="Old spelling of RECIPE.")
+
+
+def _config(args: list[str] | None, recipe: Path | None):
+    from guardrl.recipe import RecipeError, split_args, stage_section
+    from guardrl.reject import RejectConfig
 
     try:
-        section = to_container(load_recipe(recipe, overrides or []))
-        if not isinstance(section.get("reject"), dict):
-            raise RecipeError(f"{recipe}: missing the `reject:` section")
-        cfg = RejectConfig.from_dict(section["reject"])
+        path, _, overrides = split_args(args, recipe)
+        return RejectConfig.from_dict(stage_section(path, overrides, "reject"))
     except (RecipeError, ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    summary = run_reject(cfg)
+
+
+@app.command("run")
+def run(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_ARGS_HELP), recipe: Path | None = _RECIPE_ALIAS) -> None:
+    """Sample k completions per prompt, keep the prompts the keep rule selects; resumes a killed run."""
+    from guardrl.reject import run_reject
+
+    summary = run_reject(_config(args, recipe))
     typer.echo(f"kept {summary['kept']} of {summary['seen']} prompts -> {summary['out']}")
+
+
+@app.command("config")
+def config(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_ARGS_HELP), recipe: Path | None = _RECIPE_ALIAS) -> None:
+    """Print the resolved reject config (recipe + overrides, validated); nothing runs."""
+    from guardrl.recipe import config_yaml
+
+    typer.echo(config_yaml(_config(args, recipe)))
 
 
 @app.command("stats")

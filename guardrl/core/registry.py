@@ -32,7 +32,9 @@ class Registry(Generic[T]):
             ValueError: ``name`` is already registered.
         """
         if name in self._items:
-            raise ValueError(f"{self.what} {name!r} is already registered ({self._items[name]!r})")
+            old = self._items[name]
+            by = getattr(old, "__qualname__", None) or repr(old)  # a function's name, else the object
+            raise ValueError(f"{self.what} {name!r} is already registered ({by})")
         self._items[name] = item
         return item
 
@@ -54,6 +56,21 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise KeyError(f"unknown {self.what} {name!r}; valid: {sorted(self._items)}") from None
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __delitem__(self, name: str) -> None:
+        """Unregister ``name`` (tests that register a temporary entry).
+
+        Raises:
+            KeyError: unknown name; the message lists the valid ones.
+        """
+        self.get(name)
+        del self._items[name]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -58,35 +58,30 @@ def _config(section: dict[str, Any], model: str | None, out: str | None, engine:
     )
 
 
-@app.command("run")
-def run(
-    args: list[str] = typer.Argument(None, help="[MODEL] then recipe overrides key.path=value."),
-    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="Eval recipe (recipes/<size>/eval.yaml)."),
-    bench: list[str] = typer.Option([], "--bench", "-b", help="Benchmark: shard dir or .jsonl (repeatable)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),
-    engine: str | None = typer.Option(None, help="auto | hf | vllm."),
-    workers: int | None = typer.Option(None, help="Ray actors (one engine each)."),
-    limit: int | None = typer.Option(None, help="At most this many samples per benchmark."),
-    max_new_tokens: int | None = typer.Option(None, help="Generation cap per sample."),
-    no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to wandb."),
-) -> None:
-    """Evaluate MODEL on benchmark sets; write results.json, results.md, predictions and plots."""
-    from guardrl.evaluation.data import BenchmarkError, load_benchmarks
-    from guardrl.evaluation.runner import evaluate
-    from guardrl.recipe import RecipeError, load_recipe, to_container
+_OPTS = {
+    "args": typer.Argument(None, metavar="ARGS", help="[RECIPE] [MODEL] then recipe overrides key.path=value."),
+    "recipe": typer.Option(None, "--recipe", "-r", hidden=True, help="Old spelling of RECIPE."),
+    "bench": typer.Option([], "--bench", "-b", help="Benchmark: shard dir or .jsonl (repeatable)."),
+    "out": typer.Option(None, "--out", "-o", help="Output folder."),
+    "engine": typer.Option(None, help="auto | hf | vllm."),
+    "workers": typer.Option(None, help="Ray actors (one engine each)."),
+    "limit": typer.Option(None, help="At most this many samples per benchmark."),
+    "max_new_tokens": typer.Option(None, help="Generation cap per sample."),
+    "no_wandb": typer.Option(False, "--no-wandb", help="Do not log to wandb."),
+}
 
-    overrides = [a for a in args or [] if "=" in a]
-    positional = [a for a in args or [] if "=" not in a]
-    if len(positional) > 1:
-        raise typer.BadParameter(f"one MODEL at most, got {positional}")
-    if overrides and recipe is None:
-        raise typer.BadParameter(f"overrides {overrides} need a --recipe")
-    section: dict[str, Any] = {}
-    if recipe is not None:
-        try:
+
+def _resolve(args, recipe, bench, out, engine, workers, limit, max_new_tokens, no_wandb):
+    """(EvalConfig, benchmark specs, limit, eval section, recipe) from the recipe, overrides and options."""
+    from guardrl.recipe import RecipeError, load_recipe, split_args, to_container
+
+    try:
+        recipe, positional, overrides = split_args(args, recipe, positionals=("MODEL",), recipe_required=False)
+        section: dict[str, Any] = {}
+        if recipe is not None:
             section = dict(to_container(load_recipe(recipe, overrides)).get("eval") or {})
-        except RecipeError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+    except RecipeError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     cfg = _config(section, positional[0] if positional else None, str(out) if out else None, engine, workers,
                   max_new_tokens, no_wandb)
     from guardrl.core.model_folder import resolve_model
@@ -98,6 +93,27 @@ def run(
     limit = limit if limit is not None else section.get("limit")
     if limit is not None:
         specs = [{**({"path": s} if isinstance(s, str) else s), "limit": int(limit)} for s in specs]
+    return cfg, specs, limit, section, recipe
+
+
+@app.command("run")
+def run(
+    args: list[str] = _OPTS["args"],
+    recipe: Path | None = _OPTS["recipe"],
+    bench: list[str] = _OPTS["bench"],
+    out: Path | None = _OPTS["out"],
+    engine: str | None = _OPTS["engine"],
+    workers: int | None = _OPTS["workers"],
+    limit: int | None = _OPTS["limit"],
+    max_new_tokens: int | None = _OPTS["max_new_tokens"],
+    no_wandb: bool = _OPTS["no_wandb"],
+) -> None:
+    """Evaluate MODEL on benchmark sets; write results.json, results.md, predictions and plots."""
+    from guardrl.evaluation.data import BenchmarkError, load_benchmarks
+    from guardrl.evaluation.runner import evaluate
+
+    cfg, specs, limit, section, recipe = _resolve(args, recipe, bench, out, engine, workers, limit, max_new_tokens,
+                                                  no_wandb)
     try:
         benchmarks = load_benchmarks(specs)
     except BenchmarkError as exc:
@@ -110,6 +126,25 @@ def run(
     results = evaluate(cfg, benchmarks, extra={"recipe": str(recipe) if recipe else None})
     typer.echo((Path(cfg.out) / "results.md").read_text())
     typer.echo(f"results: {cfg.out}/results.json ({results['timing']['seconds']:.1f}s)")
+
+
+@app.command("config")
+def config(
+    args: list[str] = _OPTS["args"],
+    recipe: Path | None = _OPTS["recipe"],
+    bench: list[str] = _OPTS["bench"],
+    out: Path | None = _OPTS["out"],
+    engine: str | None = _OPTS["engine"],
+    workers: int | None = _OPTS["workers"],
+    limit: int | None = _OPTS["limit"],
+    max_new_tokens: int | None = _OPTS["max_new_tokens"],
+    no_wandb: bool = _OPTS["no_wandb"],
+) -> None:
+    """Print the resolved evaluation (config + benchmark specs); nothing runs."""
+    from guardrl.recipe import config_yaml
+
+    cfg, specs, _, _, _ = _resolve(args, recipe, bench, out, engine, workers, limit, max_new_tokens, no_wandb)
+    typer.echo(config_yaml({"eval": cfg, "benchmarks": specs}))
 
 
 def _load_results(path: Path) -> tuple[str, dict[str, float]]:

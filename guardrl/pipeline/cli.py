@@ -79,3 +79,17 @@ def run(
         note = demo_note(root, _device(cfg))
         if note:
             console.print(note, highlight=False)
+
+
+@app.command("config")
+def config(
+    recipe: Path = typer.Argument(..., help="Pipeline recipe (e.g. recipes/tiny/pipeline.yaml)."),
+    overrides: list[str] = typer.Argument(None, help="Recipe overrides key.path=value."),
+) -> None:
+    """Print the resolved pipeline recipe (overrides applied, interpolations resolved); nothing runs."""
+    from guardrl.recipe import RecipeError, config_yaml, load_recipe
+
+    try:
+        typer.echo(config_yaml(load_recipe(recipe, list(overrides or []))))
+    except RecipeError as exc:
+        raise typer.BadParameter(str(exc)) from exc

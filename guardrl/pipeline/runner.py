@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardrl.core.registry import Registry
 from guardrl.io.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -63,19 +64,17 @@ class StageResult:
     out_dir: Path | None = None
 
 
-_REGISTRY: dict[str, StageSpec] = {}
+_REGISTRY: Registry[StageSpec] = Registry("stage")
 
 
 def register_stage(name: str, needs: Sequence[str] = ()) -> Callable:
     """Decorator registering a stage function under ``name`` (a duplicate name raises)."""
 
     def deco(fn: Callable[[StageContext], dict[str, Any]]) -> Callable[[StageContext], dict[str, Any]]:
-        if name in _REGISTRY:
-            raise ValueError(f"stage {name!r} is already registered")
         unknown = [n for n in (name, *needs) if n not in STAGE_ORDER]
-        if unknown:
+        if unknown and name not in _REGISTRY:
             raise ValueError(f"unknown stage(s) {unknown}; valid: {list(STAGE_ORDER)}")
-        _REGISTRY[name] = StageSpec(name=name, fn=fn, needs=tuple(needs))
+        _REGISTRY.add(name, StageSpec(name=name, fn=fn, needs=tuple(needs)))
         return fn
 
     return deco
@@ -83,9 +82,7 @@ def register_stage(name: str, needs: Sequence[str] = ()) -> Callable:
 
 def get_stage(name: str) -> StageSpec:
     _load_builtin_stages()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown stage {name!r}; valid: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def _load_builtin_stages() -> None:

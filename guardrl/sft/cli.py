@@ -10,7 +10,7 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stage 1: reasoning SFT (R-SFT).")
 
 
-@app.command("train")
+@app.command("run")
 def train_cmd(
     recipe: Path = typer.Argument(..., help="SFT recipe YAML, e.g. recipes/tiny/sft.yaml."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides: optim.lr=1e-5 trainer.max_steps=10."),
@@ -26,7 +26,10 @@ def train_cmd(
     typer.echo(f"SFT model: {out}")
 
 
-@app.command("check")
+app.command("train", hidden=True)(train_cmd)  # the old spelling
+
+
+@app.command("config")
 def check_cmd(
     recipe: Path = typer.Argument(..., help="SFT recipe YAML."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides."),
@@ -37,6 +40,9 @@ def check_cmd(
     cfg = load_config(recipe, list(overrides or []))
     typer.echo(json.dumps(cfg.to_dict(), indent=2))
     typer.echo(f"accumulation steps per rank: {cfg.grad_accum_steps}")
+
+
+app.command("check", hidden=True)(check_cmd)  # the old spelling
 
 
 @app.command("evaluate")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
@@ -174,15 +172,6 @@ def test_scripted_engine_outputs_through_the_scorer():
     assert m["guard/b/request/accuracy"] == pytest.approx(sk["accuracy"])
     assert m["guard/b/response/f1"] == pytest.approx(_sk([H, U], [U, U])["f1"])
     assert m["guard/b/format_failure_rate"] == 0.25
-
-
-def test_metrics_module_is_pure():
-    code = (
-        "import sys, guardrl.metrics\n"
-        "bad = [m for m in ('ray', 'verl', 'vllm', 'torch') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_baselines_and_per_class_recall_on_hand_worked_counts():

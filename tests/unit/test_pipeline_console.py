@@ -220,10 +220,3 @@ def test_done_line_for_a_skipped_stage(tmp_path):
     view = StageConsole(Console(file=buf, width=200, color_system=None), tmp_path)
     view.done(StageResult("data", "skipped", 0.0, {"train_rows": 7644}))
     assert buf.getvalue().strip() == "· data     unchanged, skipped  train_rows=7644"
-
-
-def test_progress_module_is_pure():
-    code = ("import sys, guardrl.pipeline.progress\n"
-            "print([m for m in ('ray', 'verl', 'vllm', 'torch', 'rich') if m in sys.modules])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

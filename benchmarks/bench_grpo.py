@@ -3,6 +3,7 @@ vs TRL's ``GRPOTrainer``, same tiny Qwen2.5-VL, same data, group size, lengths, 
 
     python -m benchmarks.bench_grpo                   # both sides (make bench); one JSON line at the end
     python -m benchmarks.bench_grpo --small           # smoke test (1 measured step, 8 new tokens)
+    python -m benchmarks.bench_grpo --side rollouts   # guardrl's HF rollout vs verl's vLLM rollout (vLLM's CPU build)
     python -m benchmarks.bench_grpo --side guardrl --model DIR --data FILE ...   # one side (internal)
 
 The driver builds the tiny model and one verl-format Parquet (a request per row, each with a 56x56
@@ -118,6 +119,7 @@ def run_guardrl(args: argparse.Namespace) -> dict[str, Any]:
         f"data.val={args.data}",
         f"output_dir={out}",
         f"threads_per_process={args.threads}",
+        f"rollout={args.rollout}",
         "shutdown_ray=true",
         f"verl.trainer.total_training_steps={args.steps + args.warmup}",
         "verl.trainer.save_freq=-1",
@@ -143,7 +145,7 @@ def run_guardrl(args: argparse.Namespace) -> dict[str, Any]:
     res["wall_s"] = wall
     import verl
 
-    return {"side": "guardrl", "verl_version": verl.__version__, **res}
+    return {"side": "guardrl", "rollout": args.rollout, "verl_version": verl.__version__, **res}
 
 
 def _child(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -171,7 +173,9 @@ def side_env(trl: bool) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", choices=("both", "guardrl"), default="both")
+    ap.add_argument("--side", choices=("both", "rollouts", "guardrl"), default="both",
+                    help="both: guardrl vs TRL; rollouts: guardrl with its HF rollout vs verl's vLLM rollout")
+    ap.add_argument("--rollout", choices=("hf", "vllm"), default="hf", help="guardrl side: the CPU rollout")
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: build the tiny model)")
     ap.add_argument("--data", type=Path, default=None, help="verl Parquet (default: generated)")
     ap.add_argument("--out", type=Path, default=None, help="guardrl side: output folder")
@@ -208,8 +212,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shape = ["--prompts", str(args.prompts), "--group", str(args.group), "--max-new-tokens",
                  str(args.max_new_tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
                  "--threads", str(args.threads)]
-        ours = _child([sys.executable, "-m", "benchmarks.bench_grpo", "--side", "guardrl", "--model", str(model),
-                       "--data", str(data), "--out", str(tmp / "rl"), *shape], side_env(trl=False), args.timeout)
+        def guardrl_side(rollout: str) -> dict[str, Any]:
+            return _child([sys.executable, "-m", "benchmarks.bench_grpo", "--side", "guardrl", "--model", str(model),
+                           "--data", str(data), "--out", str(tmp / f"rl-{rollout}"), "--rollout", rollout, *shape],
+                          side_env(trl=False), args.timeout)
+
+        ours = guardrl_side("hf")
+        if args.side == "rollouts":
+            return _report_rollouts(args, ours, guardrl_side("vllm"))
         peer = _child([sys.executable, "-m", "benchmarks.peers.trl_grpo", "--model", str(model), "--data", str(data),
                        *shape], side_env(trl=True), args.timeout)
     result = {
@@ -221,6 +231,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"GRPO step: guardrl {ours['seconds_per_step']:.2f} s, TRL {peer['seconds_per_step']:.2f} s, "
           f"ratio {result['ratio_seconds_per_step']:.2f} (goal <= 1.0)")
+    print(json.dumps(result))
+    write_json(args.json, result)
+    return result
+
+
+def _report_rollouts(args: argparse.Namespace, hf: dict[str, Any], vllm: dict[str, Any]) -> dict[str, Any]:
+    result = {
+        "benchmark": "rl_rollout_vllm",
+        "config": {k: getattr(args, k) for k in ("prompts", "group", "max_new_tokens", "steps", "warmup", "threads")},
+        "hf": hf,
+        "vllm": vllm,
+        "ratio_seconds_per_step": vllm["seconds_per_step"] / hf["seconds_per_step"],
+    }
+    print(f"GRPO step: vLLM rollout {vllm['seconds_per_step']:.2f} s, HF rollout {hf['seconds_per_step']:.2f} s, "
+          f"ratio {result['ratio_seconds_per_step']:.2f}")
     print(json.dumps(result))
     write_json(args.json, result)
     return result

@@ -76,11 +76,11 @@ def _row(bench: str, figure: str, ours: float | None, peer: str, theirs: float |
             "values": {"guardrl": ours, "peer": theirs, "ratio": ratio}}
 
 
-def _loads(g: dict[str, Any], t: dict[str, Any]) -> str:
+def _loads(g: dict[str, Any], t: dict[str, Any], sides: tuple[str, str] = ("guardrl", "TRL")) -> str:
     if "load_1m" not in g or "load_1m" not in t:
         return "load not recorded"
-    return (f"load average guardrl side {g['load_1m'][0]:.1f} -> {g['load_1m'][1]:.1f}, "
-            f"TRL side {t['load_1m'][0]:.1f} -> {t['load_1m'][1]:.1f}")
+    return (f"load average {sides[0]} side {g['load_1m'][0]:.1f} -> {g['load_1m'][1]:.1f}, "
+            f"{sides[1]} side {t['load_1m'][0]:.1f} -> {t['load_1m'][1]:.1f}")
 
 
 def _grpo(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -184,15 +184,32 @@ def _vllm_generation(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _rl_rollout_vllm(r: dict[str, Any]) -> list[dict[str, Any]]:
+    v, h, c = r["vllm"], r["hf"], r["config"]
+    shape = f"{c['prompts']} prompts x {c['group']}, {c['max_new_tokens']} new tokens, tiny model fp32"
+    rows = [_row("rl_rollout_vllm", f"GRPO step with verl's vLLM rollout (vLLM CPU build), s/step ({shape})",
+                 v["seconds_per_step"], "guardrl's HF rollout", h["seconds_per_step"], "s",
+                 note=f"mean of {v['steps']} steps after {c['warmup']} warm-up step(s); "
+                      f"{_loads(v, h, ('vLLM', 'HF'))}")]
+    for phase in ("generation", "update"):
+        rows.append(_row("rl_rollout_vllm", f"  {phase}, s/step", v["phases_s"].get(phase), "guardrl's HF rollout",
+                         h["phases_s"].get(phase), "s",
+                         note="update includes the weight sync into the rollout" if phase == "update" else ""))
+    rows.append(_row("rl_rollout_vllm", "  start-up (not in s/step), s", v.get("setup_s"), "guardrl's HF rollout",
+                     h.get("setup_s"), "s", note="vLLM: its engine process and the profile run"))
+    return rows
+
+
 _ROWS = {"grpo": _grpo, "sft": _sft, "generation": _generation, "reward": _reward, "data": _data,
          "sft_gpu": lambda r: _sft(r, gpu=True), "generation_gpu": _gpu_generation,
-         "generation_vllm": _vllm_generation}
+         "generation_vllm": _vllm_generation, "rl_rollout_vllm": _rl_rollout_vllm}
 _GPU_FIGURES = {
     "sft_gpu": [("SFT tokens/s/GPU, random-init Qwen2.5-VL-3B bf16", "TRL SFTTrainer"),
                 ("MFU (6 N tokens/s / bf16 peak)", "TRL SFTTrainer")],
     "generation_gpu": [("HF-engine generation tokens/s, random-init 3B", "-"),
                        ("vLLM generation tokens/s", "-")],
     "generation_vllm": [("vLLM-CPU generation samples/s", "HF engine (batched)")],
+    "rl_rollout_vllm": [("GRPO step with verl's vLLM rollout (vLLM CPU build), s/step", "guardrl's HF rollout")],
 }
 
 

@@ -52,6 +52,7 @@ CPU_BENCHES = (
     Bench("sft", "benchmarks.bench_sft", (), ("--small",), 3600),
     Bench("grpo", "benchmarks.bench_grpo", (), ("--small",), 3600),
     Bench("generation_vllm", "benchmarks.bench_vllm_generation", (), ("--small",), 1800),
+    Bench("rl_rollout_vllm", "benchmarks.bench_grpo", ("--side", "rollouts"), ("--side", "rollouts", "--small"), 3600),
 )
 GPU_BENCHES = (
     Bench("sft_gpu", "benchmarks.bench_sft", ("--gpu",), ("--gpu", "--steps", "2"), 3600),

@@ -90,6 +90,9 @@ class VLLMEngine:
             limit_mm_per_prompt={"image": max_images},
             dtype=dtype or ("float32" if cpu else "bfloat16"),
             enforce_eager=cpu if enforce_eager is None else enforce_eager,
+            # vLLM 0.24's CPU build cannot rewind the generator of a *seeded* request whose prefill was split
+            # over steps (`CPU Generator does not use offset`, gpu_model_runner.py:3640): whole prefills only
+            **({"enable_chunked_prefill": False} if cpu else {}),
         )
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.max_images = max_images

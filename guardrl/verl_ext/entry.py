@@ -55,6 +55,21 @@ def external_modules(recipe: DictConfig) -> list[str]:
     return mods
 
 
+CPU_ROLLOUTS = ("hf", "vllm")
+# verl's vLLM server on vLLM's CPU build: no sleep mode (the CPU platform refuses it; verl's YAML has no key
+# for it, engine_kwargs are spread last into the server's arguments), no torch.compile (minutes on a CPU), a
+# fixed KV cache (a share of a shared host's free memory moves too much)
+_VLLM_CPU_ROLLOUT = {"name": "vllm", "enforce_eager": True, "gpu_memory_utilization": 0.1,
+                     "engine_kwargs": {"vllm": {"enable_sleep_mode": False, "kv_cache_memory_bytes": 512 * 2**20}}}
+
+
+def _cpu_rollout(recipe: DictConfig) -> dict[str, Any]:
+    name = str(recipe.get("rollout", "hf"))
+    if name not in CPU_ROLLOUTS:
+        raise RecipeError(f"{recipe.get('_recipe_path', '<recipe>')}: rollout {name!r}; valid: {list(CPU_ROLLOUTS)}")
+    return dict(_VLLM_CPU_ROLLOUT) if name == "vllm" else {"name": "hf"}
+
+
 def _cpu_defaults(recipe: DictConfig) -> dict[str, Any]:
     """verl settings that make its trainer run on the CPU platform (see ../shared/notes/verl-on-cpu.md)."""
     return {
@@ -67,7 +82,7 @@ def _cpu_defaults(recipe: DictConfig) -> dict[str, Any]:
                       "fsdp_config": {"param_offload": False, "optimizer_offload": False, "dtype": "float32"}},
             "ref": {"strategy": "fsdp2", "fsdp_config": {"dtype": "float32"}},
             "rollout": {
-                "name": "hf",
+                **_cpu_rollout(recipe),
                 "mode": "async",
                 "tensor_model_parallel_size": 1,
                 "data_parallel_size": 1,

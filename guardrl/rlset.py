@@ -63,8 +63,8 @@ class AugmentConfig:
     seed: int = 0
     chunk_size: int = 256
     num_cpus: int = 2
-    task: str = DEFAULT_TASK
-    task_modules: list[str] = field(default_factory=list)
+    task: str = DEFAULT_TASK  # the recipe's top-level `task:`: gives each row's ground truth and `ability`
+    task_modules: list[str] = field(default_factory=list)  # the recipe's `task_modules:` (a task outside guardrl)
 
     @classmethod
     def from_dict(cls, section: Mapping[str, Any]) -> AugmentConfig:

@@ -51,3 +51,15 @@ def test_ray_address_is_attached_to(monkeypatch):
     with pytest.raises((ConnectionError, RuntimeError)):
         init_ray(num_cpus=4)
     assert not ray.is_initialized()
+
+
+def test_importing_the_helper_and_the_row_writer_starts_nothing():
+    """Ray is imported when init_ray runs, verl never by the row writer: the augment stage and the pure recipe
+    config stay light (`guardrl augment` imports rows, `guardrl rl config` the recipe config)."""
+    import subprocess
+    import sys
+
+    mods = ["guardrl.integrations.ray", "guardrl.verl_ext.rows", "guardrl.verl_ext.recipe_config", "guardrl.rlset"]
+    code = (f"import sys\nfor m in {mods!r}: __import__(m)\n"
+            "bad = [m for m in ('ray', 'verl', 'vllm') if m in sys.modules]\nassert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -26,8 +26,6 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from guardrl.verl_ext.rows import sample_from_row, verl_messages
 
-DATASET_PATH = "pkg://guardrl.verl_ext.dataset"
-DATASET_NAME = "TaskRLDataset"
 _DATA_COLUMNS = ("ability", "sample", "images", "extra_info")
 
 

@@ -39,7 +39,7 @@ POLICY_LOSS_CONFIG = "guardrl.verl_ext.policy_loss.DynamicClipPolicyLossConfig"
 REWARD_FN_PATH = "pkg://guardrl.verl_ext.reward"
 REWARD_FN_NAME = "compute_score"
 VERL_CONFIG_NAME = "ppo_trainer"
-DATASET_PATH = "pkg://guardrl.verl_ext.dataset"  # = dataset.DATASET_PATH (that module imports verl)
+DATASET_PATH = "pkg://guardrl.verl_ext.dataset"  # verl's data.custom_cls (that module imports verl)
 DATASET_NAME = "TaskRLDataset"
 
 

@@ -46,17 +46,16 @@ def test_a_local_head_with_logical_gpus_is_started_once_and_reused(short_tmp, mo
     try:
         res = ray.cluster_resources()
         assert res["CPU"] == 1 and res["GPU"] == 2  # logical GPUs on a CPU machine (verl's pools count them)
-        assert ray.get(ray.remote(_probe).remote()) == "on"
+        def probe() -> str | None:  # defined here: Ray ships it by value (the test module is not on workers' path)
+            return os.environ.get("GUARDRL_RAY_PROBE")
+
+        assert ray.get(ray.remote(probe).remote()) == "on"
         assert list(short_tmp.glob("guardrl-ray-*/session_*"))  # its own temp dir
         # a second caller (a stage inside the pipeline) reuses it: nothing started, nothing to shut down
         assert init_ray(num_cpus=8) is False
         assert ray.cluster_resources()["CPU"] == 1
     finally:
         ray.shutdown()
-
-
-def _probe() -> str | None:
-    return os.environ.get("GUARDRL_RAY_PROBE")
 
 
 def _free_port() -> int:

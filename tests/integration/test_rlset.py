@@ -166,7 +166,7 @@ def test_a_template_change_needs_no_rebuild_and_a_wrong_task_is_refused(rl_set):
 
     cfg, _ = rl_set
     train = verl_files(cfg.out)["train"]
-    frame = datasets.load_dataset("parquet", data_files=train)["train"]
+    frame = datasets.Dataset(pq.read_table(train))  # in memory: no builder, no cache dir, no worker process
     out = render_prompts(frame, _ShortGuard())
     assert {p[0]["content"] for p in out["prompt"]} == {"Judge it."}  # the same file, the new instruction
     other = type("Rewriter", (), {"name": "rewriter", "prompt_messages": _ShortGuard.prompt_messages})()

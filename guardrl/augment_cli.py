@@ -14,12 +14,16 @@ _RECIPE_ALIAS = typer.Option(None, "--recipe", "-r", hidden=True, help="Old spel
 
 
 def _config(args: list[str] | None, recipe: Path | None):
-    from guardrl.recipe import RecipeError, split_args, stage_section
+    from guardrl.recipe import RecipeError, load_recipe, split_args, to_container
     from guardrl.rlset import AugmentConfig
 
     try:
         path, _, overrides = split_args(args, recipe)
-        return AugmentConfig.from_dict(stage_section(path, overrides, "augment"))
+        cfg = to_container(load_recipe(path, overrides))
+        if not isinstance(cfg.get("augment"), dict):
+            raise RecipeError(f"{path}: missing the `augment:` section")
+        task = {k: cfg[k] for k in ("task", "task_modules") if k in cfg}  # the recipe's task (top level)
+        return AugmentConfig.from_dict({**task, **cfg["augment"]})
     except (RecipeError, ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from guardrl.generation.base import PromptTooLongError, SamplingParams, isolate_failures, render_prompts
+from guardrl.integrations.ray import init_ray
 from guardrl.io.atomic import atomic_file, atomic_write_text
 from guardrl.io.shards import ShardWriter, read_manifest, resolve, shard_files, split_names
 from guardrl.reject_stats import Stats, label_key, print_stats  # noqa: F401  (re-exported: guardrl.reject.*)
@@ -330,28 +330,6 @@ def _model_hash(model: str) -> str:
     return h.hexdigest()
 
 
-class _ReportingShardWriter(ShardWriter):
-    """A ShardWriter whose manifest also carries this stage's report under ``reject``."""
-
-    report: dict[str, Any] = {}
-
-    def manifest(self) -> dict[str, Any]:
-        return {**super().manifest(), STAGE: self.report}
-
-
-def _ray_init(num_cpus: float) -> bool:
-    """Connect to ``RAY_ADDRESS`` / a running session, or start a local one; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-    else:
-        ray.init(num_cpus=max(1, int(num_cpus + 0.999)), include_dashboard=False, log_to_driver=True)
-    return True
-
-
 def _actor_plan(cfg: RejectConfig, pending: int) -> tuple[int, dict[str, float]]:
     """How many actors, and each one's Ray resources: one per GPU group on a GPU cluster, else CPU actors."""
     import ray
@@ -401,7 +379,7 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
     import ray
 
     n_cpu = (cfg.num_actors or 2) * cfg.cpus_per_actor
-    started = _ray_init(n_cpu)
+    started = init_ray(num_cpus=n_cpu)
     try:
         n_actors, resources = _actor_plan(cfg, len(pending))
         engine = cfg.engine
@@ -464,7 +442,7 @@ def _finalize(cfg: RejectConfig, shards: Sequence[WorkShard], paths: Mapping[int
               show_table: bool) -> dict[str, Any]:
     rule = cfg.keep_rule()
     stats = Stats()
-    writer = _ReportingShardWriter(cfg.out, stage=STAGE, config={**asdict(cfg), "fingerprint": fp})
+    writer = ShardWriter(cfg.out, stage=STAGE, config={**asdict(cfg), "fingerprint": fp})
     with writer as w:
         for sample, j in _iter_judged(shards, paths):
             decision = keep_decision(rule, j)

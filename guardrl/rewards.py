@@ -61,7 +61,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -71,7 +71,6 @@ from guardrl.schema import normalize_label
 NAN = float("nan")
 TokenCounter = Callable[[str], int]
 ECO_BETA = 500 / 3072  # the released code's Eco cap: denominator min(len, 500)^2 / 3072^2
-LENGTH_UNITS = ("tokens", "words")
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,19 @@ class RewardConfig:
         ValueError: for parameters outside those ranges.
     """
 
-    beta: float = 1.0
-    l_min: float = 0.05
-    floor: float | None = None
-    max_length: int = 2048
-    no_length: bool = False
-    eco_budget: int | None = None
-    eco_coef: float = 0.1
+    beta: float = field(default=1.0, metadata={"help": "Cap on the normalised reasoning length (> 0): paper 1; "
+                                                       "Eco 500/3072 = 0.16276 (guardrl.rewards.ECO_BETA)."})
+    l_min: float = field(default=0.05, metadata={"help": "Lower clamp of l_norm, in (0, min(beta, 1)]: keeps the "
+                                                         "reward finite; floor = -1/l_min^2."})
+    floor: float | None = field(default=None, metadata={"help": "Lowest reward (format failures); null = -1/l_min^2; "
+                                                                "must be <= -1/min(beta,1)^2."})
+    max_length: int = field(default=2048, metadata={"help": "Tokens that make l_norm = 1; `guardrl rl` sets "
+                                                            "verl's data.max_response_length."})
+    no_length: bool = field(default=False, metadata={"help": "Ablation: plain r_safety in [0, 1], no length term."})
+    eco_budget: int | None = field(default=None, metadata={"help": "Optional length cost: reasoning tokens a "
+                                                                   "correct answer may use for free (>= 0); null = off."})
+    eco_coef: float = field(default=0.1, metadata={"help": "Cost per max_length tokens beyond eco_budget, in "
+                                                           "[0, 0.5/min(beta,1)^2)."})
 
     def __post_init__(self) -> None:
         if not self.beta > 0:

@@ -9,33 +9,23 @@ and publishes one folder atomically:
 * ``OUT/part-*.parquet`` + ``manifest.json``: the RL set in guardrl's schema
   (manifest ``augment`` report: base / augmented counts, actual share of the train set, skipped pairs);
 * ``OUT/verl/train.parquet`` (and ``dev.parquet`` when ``dev_size > 0``): the
-  same rows in the layout verl's ``RLHFDataset`` reads (:func:`to_verl_row`).
+  same samples as verl RL rows (:func:`guardrl.verl_ext.rows.write_verl_parquet`).
 
-verl row layout (one per sample)::
-
-    data_source   the sample's source ("concat" for joined samples)
-    prompt        [{"role": "system", ...}, {"role": "user", "content": "<image>...request/response"}]
-                  (guardrl.prompts.build_verl_prompt: one <image> placeholder per image)
-    images        [{"bytes": PNG/JPEG bytes}, ...]   ([] for text samples)
-    ability       "safety"
-    reward_model  {"style": "rule", "ground_truth": {"request": label|None, "response": label|None}}
-                  (read by guardrl.verl_ext.reward.compute_score via guardrl.rewards.parse_ground_truth)
-    extra_info    {"index", "id", "modality", "source", "parents"}
+The verl rows hold data only (layout: :mod:`guardrl.verl_ext.rows`, written with the recipe's task);
+verl renders each prompt through the task when it loads the set (:mod:`guardrl.verl_ext.dataset`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from guardrl.augment import (
     DEFAULT_MAX_PIXELS,
@@ -45,62 +35,16 @@ from guardrl.augment import (
     num_augmented,
     plan_pairs,
 )
-from guardrl.io.atomic import atomic_file
+from guardrl.integrations.ray import init_ray
 from guardrl.io.shards import ShardWriter, read_table, split_names
-from guardrl.prompts import build_verl_prompt
 from guardrl.schema import Sample
+from guardrl.tasks import DEFAULT_TASK, get_task
+from guardrl.verl_ext.rows import write_verl_parquet
 
 log = logging.getLogger(__name__)
 
 STAGE = "augment"
-ABILITY = "safety"
 VERL_DIR = "verl"
-_STR = pa.string()
-VERL_SCHEMA = pa.schema(
-    [
-        pa.field("data_source", _STR),
-        pa.field("prompt", pa.list_(pa.struct([("role", _STR), ("content", _STR)]))),
-        pa.field("images", pa.list_(pa.struct([("bytes", pa.binary())]))),
-        pa.field("ability", _STR),
-        pa.field(
-            "reward_model",
-            pa.struct([("style", _STR), ("ground_truth", pa.struct([("request", _STR), ("response", _STR)]))]),
-        ),
-        pa.field(
-            "extra_info",
-            pa.struct([("index", pa.int64()), ("id", _STR), ("modality", _STR), ("source", _STR),
-                       ("parents", pa.list_(_STR))]),
-        ),
-    ]
-)
-
-
-def to_verl_row(s: Sample, index: int) -> dict[str, Any]:
-    """One sample as a verl RL dataset row (layout in the module docstring)."""
-    return {
-        "data_source": s.source,
-        "prompt": build_verl_prompt(s.request, s.response, num_images=len(s.images)),
-        "images": [{"bytes": b} for b in s.images],
-        "ability": ABILITY,
-        "reward_model": {"style": "rule", "ground_truth": {"request": s.label_request, "response": s.label_response}},
-        "extra_info": {"index": index, "id": s.id, "modality": s.modality, "source": s.source,
-                       "parents": list(s.provenance.get("parents", []))},
-    }
-
-
-def write_verl_parquet(samples: Iterable[Sample], path: str | Path, row_group: int = 256) -> int:
-    """Write samples as one verl Parquet file (atomically, streamed in row groups); returns the row count."""
-    n, buf = 0, []
-    with atomic_file(path, "wb") as fh, pq.ParquetWriter(fh, VERL_SCHEMA) as w:
-        for s in samples:
-            buf.append(to_verl_row(s, n))
-            n += 1
-            if len(buf) == row_group:
-                w.write_table(pa.Table.from_pylist(buf, schema=VERL_SCHEMA))
-                buf.clear()
-        if buf or n == 0:
-            w.write_table(pa.Table.from_pylist(buf, schema=VERL_SCHEMA))
-    return n
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -120,6 +64,8 @@ class AugmentConfig:
     chunk_size: int = 256
     num_cpus: int = 2
     balance: str = "none"
+    task: str = DEFAULT_TASK  # the recipe's top-level `task:`: gives each row's ground truth and `ability`
+    task_modules: list[str] = field(default_factory=list)  # the recipe's `task_modules:` (a task outside guardrl)
 
     BALANCE = ("none", "label")
 
@@ -171,13 +117,7 @@ def _join_pairs(table: pa.Table, pairs: list[tuple[int, int]], cfg: AugmentConfi
     """Run :func:`concat_chunk` as Ray tasks over chunks of pairs (the table goes to the object store once)."""
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"])
-        else:
-            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False)
-        started = True
+    started = init_ray(num_cpus=cfg.num_cpus)
     try:
         ref = ray.put(table)
         task = ray.remote(num_cpus=1)(concat_chunk)
@@ -191,21 +131,13 @@ def _join_pairs(table: pa.Table, pairs: list[tuple[int, int]], cfg: AugmentConfi
     return rows, reasons
 
 
-class _ReportingShardWriter(ShardWriter):
-    """A ShardWriter whose manifest also carries this stage's report under ``augment``."""
-
-    report: dict[str, Any] = {}
-
-    def manifest(self) -> dict[str, Any]:
-        return {**super().manifest(), STAGE: self.report}
-
-
 def build_rl_set(cfg: AugmentConfig) -> dict[str, Any]:
     """Build the RL set (see the module docstring). Deterministic for ``cfg.seed``.
 
     Returns:
         A summary: ``base``, ``augmented``, ``share``, ``skipped_pairs``, ``train``, ``dev``, ``out``.
     """
+    task = get_task(cfg.task, cfg.task_modules)  # unknown name -> KeyError listing the valid ones
     split = cfg.split if split_names(cfg.data) else None
     table = read_table(cfg.data, split=split)
     rng = random.Random(cfg.seed)
@@ -247,16 +179,17 @@ def build_rl_set(cfg: AugmentConfig) -> dict[str, Any]:
         "skipped_examples": reasons[:20],
         "train": len(train),
         "dev": len(dev),
+        "task": task.name,
         "verl": {"train": f"{VERL_DIR}/train.parquet", "dev": f"{VERL_DIR}/dev.parquet" if dev else None},
     }
     if len(augmented) < n_aug:
         log.warning("augment: only %d of %d joined samples could be made", len(augmented), n_aug)
-    with _ReportingShardWriter(cfg.out, stage=STAGE, config=asdict(cfg)) as w:
+    with ShardWriter(cfg.out, stage=STAGE, config=asdict(cfg)) as w:
         for s in samples:
             w.write(s)
-        write_verl_parquet(train, w.work_dir / VERL_DIR / "train.parquet")
+        write_verl_parquet(train, w.work_dir / VERL_DIR / "train.parquet", task)
         if dev:
-            write_verl_parquet(dev, w.work_dir / VERL_DIR / "dev.parquet")
+            write_verl_parquet(dev, w.work_dir / VERL_DIR / "dev.parquet", task)
         w.report = report
     log.info("augment: %d base + %d joined (%.1f%%) -> %s", report["base"], report["augmented"],
              100 * report["share"], cfg.out)

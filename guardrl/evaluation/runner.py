@@ -34,6 +34,7 @@ from typing import Any
 from guardrl.evaluation.report import harmfulness_layout, markdown_report
 from guardrl.evaluation.scoring import EvalItem
 from guardrl.generation.base import SamplingParams, render_prompts
+from guardrl.integrations.ray import init_ray
 from guardrl.tasks import DEFAULT_TASK, get_task
 
 log = logging.getLogger(__name__)
@@ -106,21 +107,6 @@ class _Worker:
         return out
 
 
-def _ray_start(cpus_needed: float) -> bool:
-    """Start a local Ray head unless one is initialised or ``RAY_ADDRESS`` names a cluster; True if started."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=max(1, int(-(-cpus_needed // 1))), include_dashboard=False,
-                 log_to_driver=True)
-    return True
-
-
 def generate_all(cfg: EvalConfig, items: Sequence[EvalItem]) -> tuple[list[tuple[str, int, int, str]], str]:
     """Completions for ``items`` in order, through ``cfg.workers`` Ray actors; returns (outputs, engine name)."""
     import ray
@@ -128,7 +114,7 @@ def generate_all(cfg: EvalConfig, items: Sequence[EvalItem]) -> tuple[list[tuple
 
     if cfg.workers < 1 or cfg.chunk_size < 1:
         raise ValueError(f"workers and chunk_size must be >= 1 (got {cfg.workers}, {cfg.chunk_size})")
-    started = _ray_start(cfg.workers * cfg.cpus_per_worker)
+    started = init_ray(num_cpus=cfg.workers * cfg.cpus_per_worker)
     actors = []
     try:
         remote = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker)(_Worker)

@@ -136,6 +136,10 @@ class ShardWriter:
         overwrite: replace an existing ``out_dir``; if False an existing one raises ``FileExistsError``.
         compression: Parquet codec.
 
+    Attributes:
+        report: a stage's own summary; when set (before the ``with`` block ends) the manifest holds it
+            under the stage's name (``manifest["reject"]``, ``manifest["augment"]``).
+
     Raises:
         BadInputError: from :meth:`write` / :meth:`guard` with ``on_bad="error"``.
     """
@@ -179,6 +183,7 @@ class ShardWriter:
         self._skip_examples: list[dict[str, str]] = []
         self._ids: set[str] = set()
         self.num_rows = 0
+        self.report: dict[str, Any] | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -317,7 +322,7 @@ class ShardWriter:
             }
             for src, mods in sorted(self._counts.items())
         }
-        return {
+        out = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
             "stage": self.stage,
@@ -333,6 +338,9 @@ class ShardWriter:
             },
             "shards": list(self._shards),
         }
+        if self.report is not None:
+            out[self.stage] = self.report
+        return out
 
     def close(self) -> Path:
         """Flush, close the last shard, write ``manifest.json`` last and publish the folder."""

@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrl.core.registry import Registry
+from guardrl.integrations.ray import init_ray
 from guardrl.io.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def run_pipeline(
     ``registry`` replaces the built-in stages (name -> :class:`StageSpec`), e.g. for tests.
     ``on_start(name)`` is called when a stage starts running, ``on_tick(name)`` about every
     ``TICK_S`` seconds while it runs (the console reads the stage's log then), ``on_stage(result)``
-    when it is done or skipped. ``ray_init`` adds keyword arguments to the pipeline's ``ray.init``.
+    when it is done or skipped. ``ray_init`` adds keyword arguments to :func:`guardrl.integrations.ray.init_ray`.
 
     Raises:
         RuntimeError: a needed upstream stage has no completed output.
@@ -225,9 +225,7 @@ def run_pipeline(
     if use_ray:
         import ray
 
-        if not ray.is_initialized():
-            kwargs = {"log_to_driver": True, "include_dashboard": False, **(ray_init or {})}
-            ray.init(address=os.environ.get("RAY_ADDRESS") or None, **kwargs)
+        init_ray(**(ray_init or {}))
         remote = ray.remote(_execute)
 
     for name in STAGE_ORDER:

@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+from guardrl.integrations.ray import init_ray
 from guardrl.recipe import RecipeError
 from guardrl.sft.config import SFTConfig, load_config
 
@@ -123,10 +124,7 @@ def _run_ray(cfg: SFTConfig) -> None:
     r = cfg.resources
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     env.setdefault("WANDB_MODE", "offline")
-    started = False
-    if not ray.is_initialized():
-        ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
-        started = True
+    started = init_ray(runtime_env={"env_vars": env})
     try:
         if started:
             _fit_local_cpus(cfg, ray.cluster_resources().get("CPU", 0))

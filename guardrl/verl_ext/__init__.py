@@ -9,4 +9,7 @@ submodule you need:
   with verl's ``register_policy_loss`` when the module is imported
   (``actor_rollout_ref.actor.policy_loss.loss_mode=guardrl_dynamic_clip``);
 * :mod:`guardrl.verl_ext.recipe_config` — the typed guardrl keys of an RL recipe (pure), validated at load.
+* :mod:`guardrl.verl_ext.rows` — the one writer of verl RL rows (data only; imports no verl);
+* :mod:`guardrl.verl_ext.dataset` — ``TaskRLDataset``, verl's ``data.custom_cls``: renders each row's prompt
+  through the recipe's task when verl loads the set.
 """

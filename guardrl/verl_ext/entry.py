@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from guardrl.recipe import RecipeError, load_recipe
-from guardrl.verl_ext.recipe_config import RLRecipe, parse_rl_recipe, section_dict
+from guardrl.verl_ext.recipe_config import RLRecipe, parse_rl_recipe
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,8 @@ POLICY_LOSS_CONFIG = "guardrl.verl_ext.policy_loss.DynamicClipPolicyLossConfig"
 REWARD_FN_PATH = "pkg://guardrl.verl_ext.reward"
 REWARD_FN_NAME = "compute_score"
 VERL_CONFIG_NAME = "ppo_trainer"
+DATASET_PATH = "pkg://guardrl.verl_ext.dataset"  # verl's data.custom_cls (that module imports verl)
+DATASET_NAME = "TaskRLDataset"
 
 
 def verl_config_dir() -> str:
@@ -115,12 +116,16 @@ def _looks_like_hub_id(path: str) -> bool:
 def _guardrl_fields(recipe: DictConfig, rc: RLRecipe) -> dict[str, Any]:
     """Map the recipe's typed guardrl fields (model, data, output_dir, reward, clip) onto verl's keys."""
     out: dict[str, Any] = {"actor_rollout_ref": {"model": {"path": model_path(recipe)}}}
+    # the rows hold data; verl's dataset renders each prompt with the recipe's task (verl_ext.dataset)
+    out["data"] = {"custom_cls": {"path": DATASET_PATH, "name": DATASET_NAME},
+                   "+task": rc.task, "+task_modules": list(rc.task_modules)}
     if rc.data.train:
-        out["data"] = {"train_files": str(rc.data.train), "val_files": str(rc.data.val or rc.data.train)}
+        out["data"].update(train_files=str(rc.data.train), val_files=str(rc.data.val or rc.data.train))
     if rc.output_dir:
         out["trainer"] = {"default_local_dir": str(Path(rc.output_dir) / "checkpoints")}
     if rc.reward is not None:
-        kwargs = section_dict(rc.reward)
+        kwargs = {**{k: v for k, v in rc.reward.items() if v is not None}, "task": rc.task,
+                  "task_modules": list(rc.task_modules)}
         kwargs.setdefault("max_length", "${data.max_response_length}")
         out["reward"] = {
             "custom_reward_function": {"path": REWARD_FN_PATH, "name": REWARD_FN_NAME, "reward_kwargs": kwargs}
@@ -139,12 +144,6 @@ def _guardrl_fields(recipe: DictConfig, rc: RLRecipe) -> dict[str, Any]:
             },
         }
     return out
-
-
-def _updates_per_step(cfg: DictConfig) -> int:
-    """Optimizer updates per trainer step: ppo_epochs x train_batch_size / ppo_mini_batch_size (prompts)."""
-    actor = cfg.actor_rollout_ref.actor
-    return max(1, int(actor.ppo_epochs) * int(cfg.data.train_batch_size) // int(actor.ppo_mini_batch_size))
 
 
 def compose_config(recipe: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
@@ -182,9 +181,15 @@ def compose_config(recipe: DictConfig, overrides: Sequence[str] = ()) -> DictCon
             _check_known_keys(cfg, layer, "override")
         cfg = OmegaConf.merge(cfg, layer)
     _set_length_tokenizer(recipe, cfg)
+    from guardrl.verl_ext.policy_loss import updates_per_step
+
+    try:
+        updates = updates_per_step(cfg)  # verl would stop at its first update on a non-multiple batch
+    except ValueError as exc:
+        raise RecipeError(f"{recipe.get('_recipe_path', '<recipe>')}: {exc}") from exc
     pl = cfg.actor_rollout_ref.actor.policy_loss
     if pl.get("loss_mode") == POLICY_LOSS_NAME and pl.get("updates_per_step") is None:
-        pl.updates_per_step = _updates_per_step(cfg)  # the loss turns optimizer updates into steps
+        pl.updates_per_step = updates  # the loss turns optimizer updates into steps
     return cfg
 
 
@@ -306,21 +311,17 @@ def start_ray(recipe: DictConfig, cfg: DictConfig, env: dict[str, str]) -> None:
 
     if ray.is_initialized():
         return
+    from guardrl.integrations.ray import init_ray
+
     runtime_env = OmegaConf.to_container(
         OmegaConf.merge(get_ppo_ray_runtime_env(cfg), cfg.ray_kwargs.get("ray_init", {}).get("runtime_env", {}))
     )
     runtime_env.setdefault("env_vars", {}).update(env)
-    kwargs: dict[str, Any] = {"runtime_env": runtime_env}
-    if not os.environ.get("RAY_ADDRESS"):
-        n_workers = int(cfg.trainer.n_gpus_per_node) * int(cfg.trainer.nnodes)
-        kwargs.update(
-            num_cpus=int(recipe.get("ray_num_cpus", max(8, 4 * n_workers))),
-            include_dashboard=False,
-            _temp_dir=tempfile.mkdtemp(prefix="guardrl-ray-", dir=os.environ.get("GUARDRL_RAY_TMP", "/tmp")),
-        )
-        if str(recipe.get("device", "cuda")) == "cpu":
-            kwargs["num_gpus"] = n_workers  # logical: verl's resource pools count "GPU"
-    ray.init(**kwargs)
+    n_workers = int(cfg.trainer.n_gpus_per_node) * int(cfg.trainer.nnodes)
+    cpu = str(recipe.get("device", "cuda")) == "cpu"
+    init_ray(num_cpus=recipe.get("ray_num_cpus") or max(8, 4 * n_workers), runtime_env=runtime_env,
+             num_gpus=n_workers if cpu else None,  # logical on a CPU: verl's resource pools count "GPU"
+             fresh_temp_dir=True, logging_level=logging.INFO)
 
 
 def bootstrap(recipe: DictConfig) -> None:
@@ -336,28 +337,30 @@ def bootstrap(recipe: DictConfig) -> None:
     data = recipe.get("data") or {}
     if data.get("build_demo_if_missing") and not Path(data.train).exists():
         n = int(data.get("demo_rows", 96))
-        write_demo_rl_set(DEMO_SOURCE, Path(data.train), Path(data.get("val") or data.train), n)
+        write_demo_rl_set(DEMO_SOURCE, Path(data.train), Path(data.get("val") or data.train), n,
+                          task_name=recipe.get("task"), task_modules=list(recipe.get("task_modules") or []))
 
 
 DEMO_SOURCE = Path(__file__).resolve().parents[2] / "data" / "guard-mini" / "train.jsonl"
 
 
-def write_demo_rl_set(source: Path, train: Path, val: Path, n: int, seed: int = 0) -> None:
+def write_demo_rl_set(source: Path, train: Path, val: Path, n: int, seed: int = 0, task_name: str | None = None,
+                      task_modules: Sequence[str] = ()) -> None:
     """A small verl RL set (train + dev) from a guard-mini style JSONL, for CPU runs without an RL set.
 
-    Rows: ``prompt`` (chat messages from :func:`guardrl.prompts.build_verl_prompt`), ``images``
-    (empty: guard-mini is text), ``reward_model.ground_truth`` (``{"request", "response"}`` labels),
-    ``data_source``, ``extra_info``. The real RL set comes from rejection sampling (``guardrl reject``).
+    Text rows whose prompt and response are at most 600 characters and that carry a label, shuffled
+    with ``seed``: the first ``n`` are train, the next ``max(8, n // 4)`` dev, written by the RL set's
+    own writer (:func:`guardrl.verl_ext.rows.write_verl_parquet`, data only, ``data_source``
+    "guard-mini"). The real RL set comes from rejection sampling (``guardrl reject``, ``guardrl augment``).
     """
     import json
     import random
 
-    import pandas as pd
+    from guardrl.schema import Sample, normalize_label
+    from guardrl.tasks import get_task
+    from guardrl.verl_ext.rows import write_verl_parquet
 
-    from guardrl.prompts import build_verl_prompt
-    from guardrl.schema import normalize_label
-
-    rows = []
+    samples = []
     with Path(source).open(encoding="utf-8") as fh:
         for line in fh:
             r = json.loads(line)
@@ -365,24 +368,15 @@ def write_demo_rl_set(source: Path, train: Path, val: Path, n: int, seed: int = 
             resp = normalize_label(r.get("label_response")) if r.get("response") else None
             if (req is None and resp is None) or len(r.get("prompt") or "") > 600 or len(r.get("response") or "") > 600:
                 continue
-            rows.append(
-                {
-                    "data_source": "guard-mini",
-                    "prompt": build_verl_prompt(r.get("prompt") or "", r.get("response")),
-                    "images": [],
-                    "ability": "guard",
-                    "reward_model": {"style": "rule", "ground_truth": json.dumps({"request": req, "response": resp})},
-                    "extra_info": {"id": r["id"], "source": r.get("source", "")},
-                }
-            )
-    random.Random(seed).shuffle(rows)
+            samples.append(Sample(id=r["id"], source="guard-mini", modality="text", request=r.get("prompt") or "",
+                                  response=r.get("response"), label_request=req, label_response=resp))
+    random.Random(seed).shuffle(samples)
     n_val = max(8, n // 4)
-    for path, part in ((train, rows[:n]), (val, rows[n : n + n_val])):
+    task = get_task(task_name, task_modules)
+    for path, part in ((train, samples[:n]), (val, samples[n : n + n_val])):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.parquet")
-        pd.DataFrame(part).to_parquet(tmp)
-        os.replace(tmp, path)
-    log.info("demo RL set: %d train rows -> %s, %d dev rows -> %s", min(n, len(rows)), train, n_val, val)
+        write_verl_parquet(part, path, task)
+    log.info("demo RL set: %d train rows -> %s, %d dev rows -> %s", min(n, len(samples)), train, n_val, val)
 
 
 def _logging_env(recipe: DictConfig, cfg: DictConfig) -> dict[str, str]:

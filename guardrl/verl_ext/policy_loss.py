@@ -10,7 +10,7 @@ How a verl 0.9.1 config selects it (nothing in verl is patched)::
           loss_mode: guardrl_dynamic_clip
           clip_schedule: linear                          # linear (paper) | constant (ablation) | cosine
           clip_floor: 0.01                               # the bound never goes below this
-          updates_per_step: 2                            # updates_per_step(cfg): ppo_epochs * (train_batch_size // ppo_mini_batch_size)
+          updates_per_step: 2                            # updates_per_step(cfg): ppo_epochs * train_batch_size // ppo_mini_batch_size
           # total_steps: null                            # default: actor.optim.total_training_steps
 
 As Hydra overrides: ``actor_rollout_ref.actor.policy_loss._target_=guardrl.verl_ext.policy_loss.DynamicClipPolicyLossConfig
@@ -76,8 +76,7 @@ class DynamicClipPolicyLossConfig(PolicyLossConfig):
     Args:
         clip_schedule: a name in ``guardrl.clipping`` (linear | constant | cosine).
         clip_floor: minimum clip bound.
-        updates_per_step: optimizer updates per training step
-            (``ppo_epochs * train_batch_size // ppo_mini_batch_size``); turns the optimizer's
+        updates_per_step: optimizer updates per training step (:func:`updates_per_step`); turns the optimizer's
             update count into the global step.
         total_steps: ``S``; ``None`` = ``actor.optim.total_training_steps``.
     """
@@ -131,14 +130,26 @@ def _optimizer_step_count(optimizer: torch.optim.Optimizer) -> int | None:
 
 
 def updates_per_step(trainer_config: Any) -> int:
-    """Actor optimizer updates per training step for a full verl trainer config.
+    """Actor optimizer updates per training step for a full verl trainer config (the one formula).
 
-    verl 0.9.1 splits each step's batch into ``train_batch_size // ppo_mini_batch_size``
-    mini-batches (both in prompts) and runs ``ppo_epochs`` passes, one update per mini-batch
-    (paper: 512 // 256 * 1 = 2). Fill ``policy_loss.updates_per_step`` with it.
+    verl 0.9.1 (``RayPPOTrainer._update_actor`` -> ``engine_workers.train_mini_batch`` ->
+    ``tensordict_utils.make_iterator``) cuts each step's batch (``train_batch_size`` prompts x
+    ``rollout.n``) into mini-batches of ``ppo_mini_batch_size`` prompts x ``rollout.n`` (per data-parallel
+    rank: both divided by the ranks) and runs ``ppo_epochs`` passes, one update per mini-batch; it
+    asserts that the mini-batch divides the batch. So ``ppo_epochs * train_batch_size //
+    ppo_mini_batch_size`` (paper: 1 * 512 // 256 = 2), and a batch that is not a multiple of the
+    mini-batch is refused here, before any worker starts, rather than at verl's first update.
+
+    Raises:
+        ValueError: ``train_batch_size`` is not a positive multiple of ``ppo_mini_batch_size``.
     """
     actor = trainer_config.actor_rollout_ref.actor
-    return max(1, int(trainer_config.data.train_batch_size) // int(actor.ppo_mini_batch_size)) * int(actor.ppo_epochs)
+    batch, mini, epochs = (int(trainer_config.data.train_batch_size), int(actor.ppo_mini_batch_size),
+                           int(actor.ppo_epochs))
+    if mini < 1 or batch < mini or batch % mini:
+        raise ValueError(f"data.train_batch_size={batch} is not a multiple of actor.ppo_mini_batch_size={mini}: "
+                         "verl 0.9.1 splits each step's batch into whole mini-batches (make_iterator asserts it)")
+    return epochs * (batch // mini)
 
 
 def set_clip_step(step: int | None, total_steps: int | None = None) -> None:

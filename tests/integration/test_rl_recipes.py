@@ -141,11 +141,11 @@ def test_bad_guardrl_values_are_refused_at_load(repo_root: Path):
 def test_every_guardrl_field_has_help_and_defaults_come_from_one_place():
     from guardrl.clipping import DEFAULT_FLOOR
     from guardrl.rewards import DEFAULT_CONFIG
+    from guardrl.rewards import RewardConfig as RewardFields
     from guardrl.verl_ext.recipe_config import (
         ClipFields,
         DataFields,
         ModelFields,
-        RewardFields,
         RLRecipe,
         field_help,
     )
@@ -221,3 +221,21 @@ def test_tiny_recipe_cpu_rollouts(repo_root: Path):
     omega_conf_to_dataclass(r)  # verl's RolloutConfig accepts it
     with pytest.raises(RecipeError, match=r"rollout 'sglang'; valid: \['hf', 'vllm'\]"):
         _compose(tiny, "rollout=sglang")
+
+
+def test_a_batch_that_is_not_a_multiple_of_the_mini_batch_is_refused_at_compose(repo_root: Path):
+    """verl 0.9.1 cuts a step's batch into whole mini-batches (make_iterator asserts it): 12 prompts, mini-batch 8
+    would stop at the first update, so compose refuses it, naming both keys."""
+    path = repo_root / "recipes" / "tiny" / "rl.yaml"
+    with pytest.raises(RecipeError, match=r"tiny/rl.yaml: data.train_batch_size=12 is not a multiple of "
+                                          r"actor.ppo_mini_batch_size=8"):
+        _compose(path, "verl.data.train_batch_size=12")
+
+
+def test_the_task_travels_to_the_dataset_and_the_reward(repo_root: Path):
+    _, cfg = _compose(repo_root / "recipes" / "tiny" / "rl.yaml")
+    assert cfg.data.custom_cls.path == "pkg://guardrl.verl_ext.dataset" and cfg.data.custom_cls.name == "TaskRLDataset"
+    assert cfg.data.task == "guard" and list(cfg.data.task_modules) == []
+    assert cfg.reward.custom_reward_function.reward_kwargs.task == "guard"
+    with pytest.raises(RecipeError, match=r"tiny/rl.yaml: task: .*rewriter.*guard"):
+        _compose(repo_root / "recipes" / "tiny" / "rl.yaml", "task=rewriter")

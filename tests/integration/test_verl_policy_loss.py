@@ -230,6 +230,22 @@ def test_updates_per_step_from_a_trainer_config():
     assert pl.updates_per_step(cfg) == 2
     cfg.actor_rollout_ref.actor.ppo_epochs = 3
     assert pl.updates_per_step(cfg) == 6
+    # not a multiple: 12 prompts, mini-batch 8. The two old formulas said 2 * 12 // 8 = 3 and (12 // 8) * 2 = 2;
+    # verl 0.9.1 makes neither: tensordict_utils.make_iterator asserts 12 % 8 == 0 at the first update
+    cfg.data.train_batch_size, cfg.actor_rollout_ref.actor.ppo_mini_batch_size = 12, 8
+    cfg.actor_rollout_ref.actor.ppo_epochs = 2
+    with pytest.raises(ValueError, match="train_batch_size=12 is not a multiple of actor.ppo_mini_batch_size=8"):
+        pl.updates_per_step(cfg)
+    from tensordict import TensorDict
+    from verl.utils.tensordict_utils import make_iterator
+
+    with pytest.raises(AssertionError, match="12 % 8 != 0"):  # what verl itself does with that batch
+        next(make_iterator(TensorDict({"x": torch.zeros(12, 1)}, batch_size=[12]), mini_batch_size=8, epochs=2))
+    # a multiple: 24 prompts, mini-batch 8, 2 epochs -> verl's iterator yields 2 * 24 / 8 = 6 mini-batches
+    cfg.data.train_batch_size = 24
+    n = sum(1 for _ in make_iterator(TensorDict({"x": torch.zeros(24, 1)}, batch_size=[24]), mini_batch_size=8,
+                                     epochs=2))
+    assert pl.updates_per_step(cfg) == n == 6
 
 
 def test_an_unpinned_step_warns_once_and_a_pinned_one_does_not(caplog):

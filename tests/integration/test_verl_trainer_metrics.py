@@ -48,3 +48,23 @@ def test_the_length_term_gives_longer_wrong_answers_a_positive_advantage():
     assert [p.score for p in parts] == pytest.approx([-100, -25, -6.25, -1.5625])
     assert m["guard/adv_wrong_pos_frac"] == pytest.approx(0.75)
     assert m["guard/adv_wrong_mean"] == pytest.approx(0.0, abs=1e-5)  # GRPO advantages of one group sum to 0
+
+
+def test_training_metric_names_come_from_the_task():
+    """The guard's reward parts keep today's metric names (guard/format_rate, ...); a task without
+    `reward_metric_names` logs each part under its own name, behind its prefix; `score` is verl's critic/score."""
+    from guardrl.tasks import get_task
+    from guardrl.verl_ext.trainer import reward_metric_keys, reward_metrics
+
+    parts = ["score", "format", "request_correct", "response_correct", "r_safety", "reasoning_tokens", "l_norm",
+             "eco_cost"]
+    assert reward_metric_keys(get_task("guard"), parts) == {
+        "format": "guard/format_rate", "request_correct": "guard/request_acc", "response_correct": "guard/response_acc",
+        "r_safety": "guard/r_safety", "reasoning_tokens": "guard/reasoning_tokens", "l_norm": "guard/l_norm",
+        "eco_cost": "guard/eco_cost"}
+    toy = type("Toy", (), {"metric_prefix": "colour"})()
+    keys = reward_metric_keys(toy, ["score", "hit"])
+    assert keys == {"hit": "colour/hit"}
+    # means ignore NaN (a label the sample lacks): (1 + 0) / 2; an all-NaN part is not logged
+    nt = {"hit": np.array([1.0, float("nan"), 0.0]), "miss": np.array([float("nan")])}
+    assert reward_metrics(nt, {**keys, "miss": "colour/miss"}) == {"colour/hit": pytest.approx(0.5)}

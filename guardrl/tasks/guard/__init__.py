@@ -37,6 +37,9 @@ class GuardTask:
 
     name = "guard"
     metric_prefix = "guard"
+    # optional (guardrl.verl_ext.trainer): reward part -> training metric name (guard/format_rate, ...)
+    reward_metric_names = {"format": "format_rate", "request_correct": "request_acc",
+                           "response_correct": "response_acc"}
 
     def prompt_messages(self, sample: Sample) -> list[dict[str, Any]]:
         return build_messages(sample.request, sample.response, num_images=len(sample.images))

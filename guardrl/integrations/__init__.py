@@ -1,0 +1,1 @@
+"""guardrl's integrations: the only modules that talk to Ray (:mod:`guardrl.integrations.ray`), verl and vLLM."""

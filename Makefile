@@ -120,7 +120,7 @@ tiny: install  ## build the tiny offline Qwen2.5-VL into TINY_OUT
 
 submit:  ## make submit TARGET=rl RECIPE=... : the same target as a Ray job on $$RAY_ADDRESS
 	@test -n "$(TARGET)" || { echo "usage: make submit TARGET=<make target> [RECIPE=...] [ARGS=...]"; exit 2; }
-	$(VENV)/bin/python -m guardrl.submit --address "$(RAY_ADDRESS)" --venv "$(abspath $(VENV))" $(if $(WAIT),--wait) -- \
+	$(VENV)/bin/python -m guardrl.integrations.submit --address "$(RAY_ADDRESS)" --venv "$(abspath $(VENV))" $(if $(WAIT),--wait) -- \
 		$(TARGET) $(if $(RECIPE),RECIPE=$(RECIPE)) $(if $(PIPELINE),PIPELINE=$(PIPELINE)) $(if $(FROM),FROM=$(FROM)) $(if $(TO),TO=$(TO)) \
 		$(if $(TINY_OUT),TINY_OUT=$(TINY_OUT)) $(if $(ARGS),ARGS="$(ARGS)")
 

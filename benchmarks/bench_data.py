@@ -106,7 +106,7 @@ def run_size(work: Path, n: int, image_fraction: float) -> dict:
     res = _child(
         "import json, resource, time\n"
         "from data_prep.guardreasoner_vltrain import convert\n"
-        "from guardrl.io.shards import read_manifest\n"
+        "from guardrl.core.shards import read_manifest\n"
         f"t = time.perf_counter(); convert({str(src)!r}, {str(out)!r}); dt = time.perf_counter() - t\n"
         f"m = read_manifest({str(out)!r})\n"
         "print(json.dumps({'seconds': dt, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"

@@ -42,7 +42,7 @@ SENTENCES = ("I check the request.", "I look at each word.", "Nothing else is as
 
 def make_rows(n: int, seed: int) -> list[dict[str, Any]]:
     """Keyword task in verl's layout: the request label is decided by one word (short prompts: no system turn)."""
-    from guardrl.prompts import build_verl_prompt
+    from guardrl.tasks.guard.prompts import build_verl_prompt
 
     rng = random.Random(seed)
     rows = []
@@ -82,9 +82,9 @@ def _metrics(path: Path) -> dict[int, dict[str, float]]:
 
 def _val_summary(dump: Path, tokenizer: Any) -> dict[str, float]:
     """Mean output tokens and request F1 (harmful positive) of one validation dump."""
-    from guardrl.metrics import confusion
-    from guardrl.parse import parse
-    from guardrl.rewards import parse_ground_truth
+    from guardrl.tasks.guard.metrics import confusion
+    from guardrl.tasks.guard.parse import parse
+    from guardrl.tasks.guard.reward import parse_ground_truth
 
     rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
     gold = [parse_ground_truth(r["gts"])[0] for r in rows]
@@ -144,8 +144,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
-    from guardrl.rewards import ECO_BETA
-    from guardrl.tiny_model import build_tiny_model
+    from guardrl.models.tiny import build_tiny_model
+    from guardrl.tasks.guard.reward import ECO_BETA
 
     data = work / "data"
     data.mkdir(exist_ok=True)

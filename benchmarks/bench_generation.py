@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from guardrl.generation.base import Prompt, SamplingParams
-from guardrl.guard import guard_prompt
+from guardrl.stages.serve.api import guard_prompt
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "guard-mini" / "train.jsonl"
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from guardrl.tiny_model import build_tiny_model
+            from guardrl.models.tiny import build_tiny_model
 
             model = build_tiny_model(Path(tmp) / "tiny", seed=0)
         inputs = make_inputs(args.prompts)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.bench_sft import build_random_model
     from guardrl.generation import make_engine
     from guardrl.generation.base import SamplingParams
-    from guardrl.tiny_model import build_tiny_model
+    from guardrl.models.tiny import build_tiny_model
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark needs a GPU")

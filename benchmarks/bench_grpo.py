@@ -9,7 +9,7 @@ vs TRL's ``GRPOTrainer``, same tiny Qwen2.5-VL, same data, group size, lengths, 
 The driver builds the tiny model and one verl-format Parquet (a request per row, each with a 56x56
 image, the request label as ground truth), then runs each side in its own process:
 
-* guardrl: ``guardrl.verl_ext.entry.run("recipes/tiny/rl.yaml", overrides)`` in this interpreter's
+* guardrl: ``guardrl.integrations.verl.entry.run("recipes/tiny/rl.yaml", overrides)`` in this interpreter's
   environment (no TRL on the path: TRL 1.x breaks verl 0.9.1's model build); per-step figures come
   from verl's ``timing_s/*`` metrics in ``<output_dir>/metrics.jsonl``;
 * TRL: ``benchmarks.peers.trl_grpo`` with ``PYTHONPATH=.bench-site`` (where ``make bench`` installs TRL).
@@ -54,7 +54,7 @@ def make_rows(n: int, image_size: int = 56, seed: int = 0) -> list[dict[str, Any
 
     from PIL import Image
 
-    from guardrl.prompts import build_verl_prompt
+    from guardrl.tasks.guard.prompts import build_verl_prompt
 
     rng = random.Random(seed)
     words = (("bomb", "harmful"), ("poison", "harmful"), ("bread", "unharmful"), ("garden", "unharmful"))
@@ -107,7 +107,7 @@ def summarize_verl(steps: dict[int, dict[str, float]], warmup: int, samples_per_
 
 def run_guardrl(args: argparse.Namespace) -> dict[str, Any]:
     """guardrl's side, in this process (verl starts its own Ray cluster and shuts it down)."""
-    from guardrl.verl_ext.entry import run
+    from guardrl.integrations.verl.entry import run
 
     out = Path(args.out)
     p = args.prompts
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tmp = Path(tmp)
         model = args.model
         if model is None:
-            from guardrl.tiny_model import build_tiny_model
+            from guardrl.models.tiny import build_tiny_model
 
             model = build_tiny_model(tmp / "tiny", seed=0)
         data = args.data

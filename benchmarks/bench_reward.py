@@ -5,8 +5,8 @@
 
 Completions mix well-formed correct / wrong answers, with and without a response line,
 reasoning of 20-400 words, and malformed outputs (about 10 %). Two paths are timed, each once
-over all N: ``guardrl.rewards.compute_reward`` (labels already parsed) and the verl adapter
-``guardrl.verl_ext.reward.compute_score`` (JSON ground truth, what verl calls). Whitespace
+over all N: ``guardrl.tasks.guard.reward.compute_reward`` (labels already parsed) and the verl adapter
+``guardrl.integrations.verl.reward.compute_score`` (JSON ground truth, what verl calls). Whitespace
 token counting (the default). Prints CPU (process) time, the figure to compare with the goal on a
 shared machine, and wall time; exits 1 when the adapter's CPU time, scaled to 100K, misses
 ``--budget-s``.
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from guardrl.rewards import RewardConfig, compute_reward
+from guardrl.tasks.guard.reward import RewardConfig, compute_reward
 
 _WORDS = (
     "the", "user", "asks", "for", "instructions", "request", "harmful", "because", "it", "could",
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the figures here (benchmarks.run_all)")
     args = ap.parse_args(argv)
 
-    from guardrl.verl_ext.reward import compute_score
+    from guardrl.integrations.verl.reward import compute_score
 
     cases = make_cases(args.n)
     gts = [json.dumps({"request": q, "response": r}) for _, q, r in cases]

@@ -1,4 +1,4 @@
-"""SFT step: guardrl's R-SFT trainer (``guardrl.sft``) vs TRL's ``SFTTrainer``, same model and batch.
+"""SFT step: guardrl's R-SFT trainer (``guardrl.stages.sft``) vs TRL's ``SFTTrainer``, same model and batch.
 
     python -m benchmarks.bench_sft                    # CPU, tiny Qwen2.5-VL (make bench); JSON line at the end
     python -m benchmarks.bench_sft --small            # smoke test
@@ -8,14 +8,14 @@ The batch comes from :mod:`benchmarks.sft_batch`: ``--batch`` identical-length s
 ``--image-size`` image, a reasoning target of ``--seq`` words), so both trainers see the same tokens
 per step and no padding. Each side runs in its own process:
 
-* guardrl: ``guardrl.sft.train(recipe, overrides)`` in this environment with ``resources.launcher=local``
+* guardrl: ``guardrl.stages.sft.train(recipe, overrides)`` in this environment with ``resources.launcher=local``
   (one rank, FSDP2, the recipe's activation checkpointing), one optimizer step per batch
   (``global_batch_size = micro_batch_size = --batch``), ``log_every=1``: seconds/step is the step's
   tokens over the ``tokens_per_s`` that ``metrics.jsonl`` logs for it;
 * TRL: ``benchmarks.peers.trl_sft`` with ``PYTHONPATH=.bench-site``: same batch, lr, AdamW, grad-norm
   clip, gradient checkpointing, ``--threads`` torch threads (CPU).
 
-GPU (``--gpu``): the model is Qwen2.5-VL-3B's shape (``guardrl.tiny_model.reference_config("3b")``),
+GPU (``--gpu``): the model is Qwen2.5-VL-3B's shape (``guardrl.models.tiny.reference_config("3b")``),
 randomly initialised and saved once in bf16 with the tiny model's tokenizer (token ids stay in range),
 the recipe ``recipes/qwen2_5_vl_3b/sft.yaml`` with its micro batch on one GPU; MFU = 6 N tokens/s over
 the detected GPU's dense bf16 peak (N = parameters; attention FLOPs left out, so MFU is a lower bound).
@@ -56,7 +56,7 @@ def build_random_model(size: str, out_dir: Path, tokenizer_dir: Path) -> Path:
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from guardrl.tiny_model import reference_config
+    from guardrl.models.tiny import reference_config
 
     processor = AutoProcessor.from_pretrained(tokenizer_dir)
     tok = processor.tokenizer
@@ -82,7 +82,7 @@ def build_random_model(size: str, out_dir: Path, tokenizer_dir: Path) -> Path:
 
 def run_guardrl(args: argparse.Namespace) -> dict[str, Any]:
     """guardrl's side in this process: train ``warmup + steps`` steps, read ``metrics.jsonl``."""
-    from guardrl.sft import train
+    from guardrl.stages.sft import train
 
     out = Path(args.out)
     overrides = [
@@ -112,7 +112,7 @@ def sample_tokens(model: Path, row: dict[str, Any]) -> int:
     """Tokens of one sample as guardrl's SFT encoder builds it (prompt, image tokens, target)."""
     from transformers import AutoProcessor
 
-    from guardrl.sft.data import SFTEncoder
+    from guardrl.stages.sft.data import SFTEncoder
 
     return len(SFTEncoder(AutoProcessor.from_pretrained(model), 1 << 20)(row["sample"])["input_ids"])
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tmp = Path(tmp)
         model = args.model
         if model is None:
-            from guardrl.tiny_model import build_tiny_model
+            from guardrl.models.tiny import build_tiny_model
 
             model = build_tiny_model(tmp / "tiny", seed=0)
             if args.gpu:

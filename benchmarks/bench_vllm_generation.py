@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_vllm_gen.") as tmp:
         model = args.model
         if model is None:
-            from guardrl.tiny_model import build_tiny_model
+            from guardrl.models.tiny import build_tiny_model
 
             model = build_tiny_model(Path(tmp) / "tiny", seed=0)
         inputs = make_inputs(args.prompts)

@@ -147,7 +147,7 @@ def _reward(r: dict[str, Any]) -> list[dict[str, Any]]:
              r["adapter_cpu_s_per_100k"], "goal budget", r["budget_s"], "s", "<= 1.0", lambda x: x <= 1.0,
              note="CPU time of the process (the machine is shared; wall time in results.json)"),
         _row("reward", "reward completions per CPU second (verl adapter vs pure compute_reward)", a["per_s_cpu"],
-             "guardrl.rewards.compute_reward", p["per_s_cpu"], "/cpu-s"),
+             "guardrl.tasks.guard.reward.compute_reward", p["per_s_cpu"], "/cpu-s"),
     ]
 
 

@@ -18,7 +18,7 @@ REQUEST = "What does this picture show, and how do I make it at home?"
 
 def target_text(seq: int) -> str:
     """The assistant turn: a think block of ``seq`` words, then the result block."""
-    from guardrl.parse import Verdict, format_verdict
+    from guardrl.tasks.guard.parse import Verdict, format_verdict
 
     reasoning = " ".join(_WORDS[i % len(_WORDS)] for i in range(seq))
     return format_verdict(Verdict(request="unharmful", response=None, reasoning=reasoning, format_ok=True))
@@ -27,13 +27,13 @@ def target_text(seq: int) -> str:
 def make_rows(n: int, seq: int, image_size: int, image_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """``n`` rows: ``messages`` (system, user with one image, assistant target), ``image_path`` (a PNG
     written under ``image_dir``, default a temp folder), ``image_bytes`` and ``sample`` (the same row as a
-    :class:`guardrl.schema.Sample`)."""
+    :class:`guardrl.core.schema.Sample`)."""
     import io
 
     from PIL import Image
 
-    from guardrl.prompts import build_sft_messages
-    from guardrl.schema import Sample
+    from guardrl.core.schema import Sample
+    from guardrl.tasks.guard.prompts import build_sft_messages
 
     out_dir = Path(image_dir) if image_dir is not None else Path(tempfile.mkdtemp(prefix="sft_batch."))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def make_rows(n: int, seq: int, image_size: int, image_dir: str | Path | None = 
 
 
 def write_shards(rows: list[dict[str, Any]], out_dir: str | Path) -> Path:
-    """The rows as one guardrl shard dir (what ``guardrl.sft`` reads with ``data.train_split=null``)."""
-    from guardrl.io.shards import write_samples
+    """The rows as one guardrl shard dir (what ``guardrl.stages.sft`` reads with ``data.train_split=null``)."""
+    from guardrl.core.shards import write_samples
 
     return write_samples(out_dir, (r["sample"] for r in rows), stage="benchmarks.sft_batch")

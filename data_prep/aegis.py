@@ -23,7 +23,7 @@ from data_prep.benchmark_base import (
     request_sample,
 )
 from data_prep.common import text
-from guardrl.schema import HARMFUL, UNHARMFUL, SchemaError
+from guardrl.core.schema import HARMFUL, UNHARMFUL, SchemaError
 
 
 def _rows(where, rec, path):

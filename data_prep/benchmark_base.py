@@ -26,8 +26,8 @@ from data_prep.common import (
     progress,
     run,
 )
-from guardrl.io.shards import ShardWriter
-from guardrl.schema import HARMFUL, UNHARMFUL, Sample, SchemaError, normalize_label
+from guardrl.core.schema import HARMFUL, UNHARMFUL, Sample, SchemaError, normalize_label
+from guardrl.core.shards import ShardWriter
 
 
 @dataclass(frozen=True)

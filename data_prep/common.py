@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrl.schema import SchemaError
+from guardrl.core.schema import SchemaError
 
 log = logging.getLogger("data_prep")
 
@@ -184,7 +184,7 @@ def iter_csv(path: Path, *, delimiter: str = ",") -> Iterator[tuple[str, dict]]:
 def iter_parquet(path: Path, *, columns: Sequence[str] | None = None, batch_size: int = 256) -> Iterator[tuple[str, dict]]:
     """Rows of a Parquet file, streamed by batch; where = ``file:row`` (0-based)."""
 
-    from guardrl.io.shards import iter_parquet_batches
+    from guardrl.core.shards import iter_parquet_batches
 
     i = 0
     for batch in iter_parquet_batches(path, batch_size=batch_size, columns=columns):
@@ -276,16 +276,16 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(convert: Callable[..., Path], args: argparse.Namespace, **extra: Any) -> Path:
-    from guardrl.errors import exit_on_user_error
+    from guardrl.core.errors import exit_on_user_error
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = convert(args.src, args.out, on_bad=args.on_bad, limit=args.limit,
                       max_shard_bytes=args.max_shard_bytes, **extra)
-    except Exception as exc:  # bad data / disk full: one message, exit 2 (guardrl.errors)
+    except Exception as exc:  # bad data / disk full: one message, exit 2 (guardrl.core.errors)
         exit_on_user_error(exc)
         raise
-    from guardrl.io.shards import read_manifest, split_names
+    from guardrl.core.shards import read_manifest, split_names
 
     names = split_names(out)
     if names:

@@ -2,7 +2,7 @@
 
     python -m data_prep.guard_mini --src data/guard-mini --out outputs/data/guard-mini
 
-What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.io.shards``):
+What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.core.shards``):
 
 * **split**: by a hash of the source row id -- ``dev_fraction`` (default 10%) of source rows go to
   dev; every variant of a row lands in the same split (no leakage). Deterministic.
@@ -10,7 +10,7 @@ What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.io.
 * **typographic variants** for a deterministic ``image_fraction`` / ``text_image_fraction`` of the
   rows whose request fits in an image (<= ``max_render_chars`` characters): the request text is
   rendered into a PNG (word-wrapped, font/size/colours/width/layout chosen per row, see
-  ``guardrl.typographic``). ``image`` rows carry no text at all; ``text_image`` rows carry a
+  ``guardrl.core.typographic``). ``image`` rows carry no text at all; ``text_image`` rows carry a
   *neutral* instruction ("Follow the instructions in the image.") so the harm lives in the image.
   Both keep the response (if any) and the labels of the source row.
 * **request-only variants** (``request_only``, on by default): every labelled request that carries a
@@ -19,7 +19,7 @@ What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.io.
   requests of the sources without responses are harmful and most benign requests come with a
   response, so without these copies the presence of a response would predict the request label;
   the SFT recipe's ``data.balance: label_presence`` then evens out the remaining imbalance.
-* **target**: a synthetic templated trace (``guardrl.traces``, provenance ``target_kind``) built from
+* **target**: a synthetic templated trace (``guardrl.tasks.guard.traces``, provenance ``target_kind``) built from
   modality, category and the gold labels.
 * **rows with a null request label** (PyRIT harm scorer set: responses labelled, objectives not):
   kept, with ``label_request = None`` and **no SFT target** (a target must state a request label);
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import base_parser, iter_jsonl, progress, run, stable_fraction, text
-from guardrl.images import prepare_image
-from guardrl.io.shards import SplitWriter
-from guardrl.schema import Sample, SchemaError, normalize_label
-from guardrl.traces import TRACE_KIND, synthetic_target
-from guardrl.typographic import render_text, style_for
+from guardrl.core.images import prepare_image
+from guardrl.core.schema import Sample, SchemaError, normalize_label
+from guardrl.core.shards import SplitWriter
+from guardrl.core.typographic import render_text, style_for
+from guardrl.tasks.guard.traces import TRACE_KIND, synthetic_target
 
 NAME = "guard_mini"
 DEFAULT_SRC = Path(__file__).resolve().parent.parent / "data" / "guard-mini"

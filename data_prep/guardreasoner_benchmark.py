@@ -25,8 +25,8 @@ from pathlib import Path
 
 from data_prep.benchmark_base import Benchmark, request_sample, response_sample, write_records
 from data_prep.common import base_parser, find_files, iter_json, run, text
-from guardrl.io.shards import ShardWriter
-from guardrl.schema import SchemaError, normalize_label
+from guardrl.core.schema import SchemaError, normalize_label
+from guardrl.core.shards import ShardWriter
 
 log = logging.getLogger("data_prep")
 NAME = "guardreasoner_benchmark"

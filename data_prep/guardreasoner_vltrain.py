@@ -22,7 +22,7 @@ content (image + request text -> ``text_image``; image only -> ``image``).
 placeholders are removed. ``output`` holds the reasoning and the answers; the labels are parsed from
 its ``Request:`` / ``Response:`` lines (normalised; ``None`` = no response) and the reasoning -- the
 ``<think>`` block, or everything before the answers -- becomes ``target``, reformatted with
-``guardrl.parse.format_verdict``. Rows are streamed (Parquet by row batches, JSON Lines by line) so
+``guardrl.tasks.guard.parse.format_verdict``. Rows are streamed (Parquet by row batches, JSON Lines by line) so
 memory stays flat with corpus size; a JSON *list* file is loaded whole by necessity.
 """
 
@@ -34,10 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import base_parser, iter_json, iter_jsonl, iter_parquet, progress, run
-from guardrl.images import ImageError, prepare_image
-from guardrl.io.shards import ShardWriter
-from guardrl.parse import RESULT_CLOSE, RESULT_OPEN, TAGS, THINK_CLOSE, THINK_OPEN, Verdict, format_verdict
-from guardrl.schema import Sample, SchemaError, normalize_label
+from guardrl.core.images import ImageError, prepare_image
+from guardrl.core.schema import Sample, SchemaError, normalize_label
+from guardrl.core.shards import ShardWriter
+from guardrl.tasks.guard.parse import (
+    RESULT_CLOSE,
+    RESULT_OPEN,
+    TAGS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    Verdict,
+    format_verdict,
+)
 
 NAME = "guardreasoner_vltrain"
 DATASET = "GuardReasoner-VLTrain"

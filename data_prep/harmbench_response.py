@@ -21,7 +21,7 @@ from data_prep.benchmark_base import (
     response_sample,
 )
 from data_prep.common import SourceFileError, text
-from guardrl.schema import HARMFUL, UNHARMFUL, SchemaError
+from guardrl.core.schema import HARMFUL, UNHARMFUL, SchemaError
 
 VOTES = ("human_0", "human_1", "human_2")
 

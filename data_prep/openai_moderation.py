@@ -20,7 +20,7 @@ from data_prep.benchmark_base import (
     request_sample,
 )
 from data_prep.common import text
-from guardrl.schema import HARMFUL, UNHARMFUL
+from guardrl.core.schema import HARMFUL, UNHARMFUL
 
 FLAGS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 

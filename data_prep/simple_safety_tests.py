@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from data_prep.benchmark_base import Benchmark, benchmark_main, convert_benchmark, request_sample
 from data_prep.common import text
-from guardrl.schema import HARMFUL
+from guardrl.core.schema import HARMFUL
 
 
 def _rows(where, rec, path):

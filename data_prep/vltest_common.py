@@ -18,7 +18,7 @@ from typing import Any
 
 from data_prep.benchmark_base import Benchmark
 from data_prep.guardreasoner_vltrain import _load_image, split_input
-from guardrl.schema import Sample, SchemaError, normalize_label
+from guardrl.core.schema import Sample, SchemaError, normalize_label
 
 _REQ = re.compile(r"request\s*:\s*([A-Za-z]+)", re.IGNORECASE)
 _RESP = re.compile(r"response\s*:\s*([A-Za-z]+)", re.IGNORECASE)

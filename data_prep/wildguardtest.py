@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from data_prep.benchmark_base import Benchmark, HubSource, Skip, benchmark_main, convert_benchmark
 from data_prep.common import text
-from guardrl.schema import Sample, normalize_label
+from guardrl.core.schema import Sample, normalize_label
 
 
 def _rows(where, rec, path):

@@ -1,3 +1,15 @@
-"""guardrl: train reasoning guard models for vision-language models with online RL."""
+"""guardrl: train and serve reasoning guard models for vision-language models with online RL.
+
+``from guardrl import Guard`` is the Python API (:class:`guardrl.stages.serve.api.Guard`), imported on first use
+so that ``import guardrl`` stays light.
+"""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "Guard":
+        from guardrl.stages.serve.api import Guard
+
+        return Guard
+    raise AttributeError(f"module 'guardrl' has no attribute {name!r}")

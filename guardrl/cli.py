@@ -10,13 +10,13 @@ import typer
 
 class _App(typer.Typer):
     """The top-level app: a user error (bad data, recipe, files, disk full) exits 2 with one message,
-    no traceback (:mod:`guardrl.errors`); a bug keeps its traceback."""
+    no traceback (:mod:`guardrl.core.errors`); a bug keeps its traceback."""
 
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
-            from guardrl.errors import exit_on_user_error
+            from guardrl.core.errors import exit_on_user_error
 
             exit_on_user_error(exc)
             raise
@@ -47,7 +47,7 @@ def tiny_model(
     corpus: Path | None = typer.Option(None, help="JSONL corpus to train the tokenizer on (default: bundled guard-mini)."),
 ) -> None:
     """Build a tiny random-initialised Qwen2.5-VL (offline) for tests and the CPU demo."""
-    from guardrl.tiny_model import build_tiny_model
+    from guardrl.models.tiny import build_tiny_model
 
     path = build_tiny_model(out_dir, seed=seed, corpus=corpus)
     typer.echo(f"tiny model written to {path}")
@@ -58,14 +58,14 @@ def _register_subcommands() -> None:
     import importlib
 
     for name, module in (
-        ("data", "guardrl.data_cli"),
-        ("sft", "guardrl.sft.cli"),
-        ("reject", "guardrl.reject_cli"),
-        ("augment", "guardrl.augment_cli"),
-        ("rl", "guardrl.verl_ext.cli"),
-        ("export", "guardrl.export_cli"),
-        ("eval", "guardrl.evaluation.cli"),
-        ("pipeline", "guardrl.pipeline.cli"),
+        ("data", "guardrl.stages.data.cli"),
+        ("sft", "guardrl.stages.sft.cli"),
+        ("reject", "guardrl.stages.reject.cli"),
+        ("augment", "guardrl.stages.augment.cli"),
+        ("rl", "guardrl.stages.rl.cli"),
+        ("export", "guardrl.stages.export.cli"),
+        ("eval", "guardrl.stages.eval.cli"),
+        ("pipeline", "guardrl.stages.pipeline.cli"),
     ):
         try:
             mod = importlib.import_module(module)
@@ -82,8 +82,8 @@ _register_subcommands()
 def _register_commands() -> None:
     """Single commands that live beside their code: ``guardrl moderate``, ``guardrl serve``, ``guardrl gateway``,
     ``guardrl serve-chat``."""
-    from guardrl import moderate_cli
     from guardrl.stages.serve import cli as serve_cli
+    from guardrl.stages.serve import moderate_cli
 
     app.command("moderate")(moderate_cli.moderate)
     app.command("serve")(moderate_cli.serve)

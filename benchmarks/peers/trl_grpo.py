@@ -52,8 +52,8 @@ def main() -> None:
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from guardrl.prompts import build_messages
-    from guardrl.rewards import RewardConfig, compute_reward
+    from guardrl.tasks.guard.prompts import build_messages
+    from guardrl.tasks.guard.reward import RewardConfig, compute_reward
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

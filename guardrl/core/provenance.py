@@ -1,6 +1,6 @@
 """Where an output came from: file hashes, the guardrl version and the git commit (one place for both).
 
-Shard manifests (:mod:`guardrl.io.shards`) and export model cards (:mod:`guardrl.model_card`) record
+Shard manifests (:mod:`guardrl.core.shards`) and export model cards (:mod:`guardrl.stages.export.model_card`) record
 these; nothing else computes them.
 """
 

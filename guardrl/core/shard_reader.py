@@ -1,5 +1,5 @@
 """Reading guardrl's Parquet shards: manifests checked, every shard's size, sha256, schema and row count
-verified before a row is trusted (the writers are in :mod:`guardrl.io.shards`; see its docstring).
+verified before a row is trusted (the writers are in :mod:`guardrl.core.shards`; see its docstring).
 
 Reading (validates the manifest, each shard's sha256, row count and Arrow schema)::
 
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from guardrl.core.provenance import sha256_file
-from guardrl.schema import ARROW_SCHEMA, SCHEMA_VERSION, Sample, SchemaError
+from guardrl.core.schema import ARROW_SCHEMA, SCHEMA_VERSION, Sample, SchemaError
 
 MANIFEST = "manifest.json"
 FORMAT = "guardrl.shards"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from guardrl.schema import SchemaError
+from guardrl.core.schema import SchemaError
 
 
 class PromptTooLongError(SchemaError):

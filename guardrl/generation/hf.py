@@ -31,12 +31,12 @@ log = logging.getLogger(__name__)
 _MIN_FILL = 0.7  # see HFEngine._micro_batches
 
 def decode_images(images: Sequence[bytes], where: str = "input") -> list[Any]:
-    """Decode stored image bytes to RGB PIL images with :func:`guardrl.images.open_stored` (safe decode).
+    """Decode stored image bytes to RGB PIL images with :func:`guardrl.core.images.open_stored` (safe decode).
 
     Raises:
-        guardrl.images.ImageError: (a ``ValueError``) an image that is corrupt, too large or not an image.
+        guardrl.core.images.ImageError: (a ``ValueError``) an image that is corrupt, too large or not an image.
     """
-    from guardrl.images import open_stored
+    from guardrl.core.images import open_stored
 
     return [open_stored(b, where=f"{where} image {i}") for i, b in enumerate(images)]
 

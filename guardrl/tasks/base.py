@@ -1,6 +1,6 @@
 """What differs between kinds of model trained on guardrl's stages, behind one small interface.
 
-A *task* says how a :class:`~guardrl.schema.Sample` becomes chat messages, what the SFT target is, how a
+A *task* says how a :class:`~guardrl.core.schema.Sample` becomes chat messages, what the SFT target is, how a
 completion is parsed (strictly, never raising), judged against the gold, rewarded and measured, and how
 synthetic traces are written for the bundled data. The stages (SFT data, rejection sampling, the RL set
 and verl's reward adapter, evaluation, the Python API) look a task up by name and never import one.
@@ -9,6 +9,11 @@ Registered like verl's registries, stricter: :func:`register_task` refuses a dup
 :func:`get_task` lists the valid names on a miss. A task defined outside guardrl (a user's package, a
 test file) is made known to every process, Ray workers included, by naming its module in the recipe
 (``task_modules: [my_pkg.tasks]`` or a ``.py`` path): :func:`get_task` imports those first.
+
+Optional hooks the eval stage uses when a task has them (:mod:`guardrl.stages.eval.report`; without them it
+writes one key/value table): ``report_markdown(run_name, metrics, header) -> str``,
+``compare_markdown(name_a, a, name_b, b) -> str``, ``write_plots(metrics, out_dir, run_name) -> list[Path]``,
+``summary_line(metrics) -> str``; and for the RL trainer's logged names ``reward_metric_names``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from guardrl.core.registry import Registry
-from guardrl.schema import Sample
+from guardrl.core.schema import Sample
 
 DEFAULT_TASK = "guard"
 BUILTIN_MODULES = ("guardrl.tasks.guard",)
@@ -101,7 +106,7 @@ _TASKS: Registry[Task] = Registry("task")
 
 
 def query_sample(id: str, request: str, response: str | None = None, images: Sequence[bytes] = ()) -> Sample:
-    """An unlabelled :class:`~guardrl.schema.Sample` of one interaction to moderate (inference has no gold,
+    """An unlabelled :class:`~guardrl.core.schema.Sample` of one interaction to moderate (inference has no gold,
     so the schema's rule "at least one label" is not applied; nothing else is read from the labels).
     ``modality``: ``text`` without images, ``image`` with images and no text, else ``text_image``."""
     modality = "text" if not images else ("text_image" if request.strip() else "image")
@@ -168,10 +173,10 @@ def check_task(name: str | None, modules: Iterable[str] | None = (), where: str 
     """:func:`get_task` for config validation.
 
     Raises:
-        guardrl.recipe.RecipeError: naming ``where``: an unknown task (listing the valid names) or a task
+        guardrl.core.recipe.RecipeError: naming ``where``: an unknown task (listing the valid names) or a task
             module that does not import.
     """
-    from guardrl.recipe import RecipeError
+    from guardrl.core.recipe import RecipeError
 
     try:
         return get_task(name, task_modules(modules))

@@ -15,8 +15,8 @@ import pytest
 
 from data_prep import get_converter
 from data_prep.common import SourceFileError
-from guardrl.io.shards import BadInputError, iter_samples, read_manifest
-from guardrl.schema import SchemaError
+from guardrl.core.schema import SchemaError
+from guardrl.core.shards import BadInputError, iter_samples, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"

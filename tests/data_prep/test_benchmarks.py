@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from data_prep import CONVERTERS, get_converter
-from guardrl.io.shards import BadInputError, iter_samples, read_manifest
+from guardrl.core.shards import BadInputError, iter_samples, read_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 

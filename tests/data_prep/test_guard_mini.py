@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from data_prep import guard_mini
-from guardrl.images import decode_image
-from guardrl.io.shards import BadInputError, ShardError, iter_samples, read_manifest, split_names
-from guardrl.parse import parse
+from guardrl.core.images import decode_image
+from guardrl.core.shards import BadInputError, ShardError, iter_samples, read_manifest, split_names
+from guardrl.tasks.guard.parse import parse
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from data_prep import guardreasoner_benchmark as gb
-from guardrl.io.shards import BadInputError, iter_samples, read_manifest
-from guardrl.schema import SchemaError
+from guardrl.core.schema import SchemaError
+from guardrl.core.shards import BadInputError, iter_samples, read_manifest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks" / "guardreasoner"
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from data_prep import guardreasoner_vltrain as vl
-from guardrl.io.shards import BadInputError, iter_samples, read_manifest
-from guardrl.parse import parse
+from guardrl.core.shards import BadInputError, iter_samples, read_manifest
+from guardrl.tasks.guard.parse import parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vltrain"
 INSTR = "You are a classifier for analyzing interactions between humans and AI. ..."

@@ -15,7 +15,7 @@ import yaml
 
 from data_prep import get_converter
 from data_prep import guardreasoner_benchmark as gb
-from guardrl.io.shards import iter_samples, read_manifest
+from guardrl.core.shards import iter_samples, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("GUARDRL_REAL_BENCHMARKS") or REPO.parent / "shared" / "data" / "real-benchmarks")
@@ -128,7 +128,7 @@ def _readme_commands(out_root: Path) -> None:
 
 @pytest.mark.parametrize("size", ["3b", "7b"])
 def test_eval_recipe_benchmarks_load_with_the_paper_counts(size, tmp_path, monkeypatch):
-    from guardrl.evaluation.data import load_benchmarks
+    from guardrl.stages.eval.data import load_benchmarks
 
     section = yaml.safe_load((REPO / "recipes" / f"qwen2_5_vl_{size}" / "eval.yaml").read_text())["eval"]
     _readme_commands(tmp_path)

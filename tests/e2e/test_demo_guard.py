@@ -83,8 +83,8 @@ def _flips(guard, rows, attach: bool) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_demo_guard_learns_what_it_shows(tmp_path):
-    from guardrl.guard import Guard
-    from guardrl.io.shards import iter_samples
+    from guardrl.core.shards import iter_samples
+    from guardrl.stages.serve.api import Guard
 
     run_dir = Path(os.environ.get("GUARDRL_DEMO_RUN_DIR") or tmp_path / "demo")
     seconds = _run_demo(run_dir)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from guardrl.io.shards import verify
-from guardrl.pipeline.runner import MARKER, STAGE_ORDER, read_marker
+from guardrl.core.shards import verify
+from guardrl.stages.pipeline.runner import MARKER, STAGE_ORDER, read_marker
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [

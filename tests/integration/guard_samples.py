@@ -11,10 +11,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from guardrl.core.schema import Sample
+from guardrl.core.shards import write_samples
 from guardrl.generation.base import Prompt
-from guardrl.io.shards import write_samples
-from guardrl.prompts import build_messages
-from guardrl.schema import Sample
+from guardrl.tasks.guard.prompts import build_messages
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "data" / "guard-mini" / "train.jsonl"

@@ -23,9 +23,9 @@ from typing import Any
 
 from test_rl_support import HARMFUL_WORDS, warm_start
 
-from guardrl.prompts import render_input
 from guardrl.tasks import register_task
-from guardrl.tasks.guard import GuardTask
+from guardrl.tasks.guard.prompts import render_input
+from guardrl.tasks.guard.task import GuardTask
 
 REASONING = "I check the words."
 #: user message -> the scripted VLM's answer
@@ -73,7 +73,7 @@ def keyword_guard(model_dir: Path, max_new_tokens: int = 48, **engine_kwargs):
     """The keyword guard behind the HF engine, rendering with its task."""
     from guardrl.generation import make_engine
     from guardrl.generation.base import SamplingParams
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
 
     return Guard(make_engine(model_dir, engine="hf", **engine_kwargs), SamplingParams(max_new_tokens=max_new_tokens),
                  str(model_dir), task=KeywordGuardTask.name)
@@ -85,7 +85,7 @@ def _rows(table) -> list[dict[str, Any]]:
 
 
 def _target(row: dict[str, Any]) -> str:
-    from guardrl.parse import Verdict, format_verdict
+    from guardrl.tasks.guard.parse import Verdict, format_verdict
 
     label = lambda t: "harmful" if is_harmful(t) else "unharmful"  # noqa: E731
     response = None if row["response"] is None else label(row["response"])
@@ -109,7 +109,7 @@ def _train_until(tiny_model_dir: Path, out_dir: Path, rows, target, check, steps
 
 def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 60, rounds: int = 4) -> Path:
     """SFT the tiny model on the keyword rule over :data:`GUARD_TABLE`; raise unless it answers every row
-    exactly (greedy, through :class:`guardrl.guard.Guard` with the ``keyword-guard`` task).
+    exactly (greedy, through :class:`guardrl.stages.serve.api.Guard` with the ``keyword-guard`` task).
 
     Raises:
         AssertionError: a verdict still differs from the rule after ``rounds`` x ``steps`` steps.

@@ -2,7 +2,7 @@
 
 Run as ``python sft_ranks_worker.py CONFIG.json GRADS.pt`` with ``RANK`` / ``WORLD_SIZE`` /
 ``MASTER_ADDR`` / ``MASTER_PORT`` set (as torchrun sets them). It runs what
-:func:`guardrl.sft.trainer.recipe_main` runs (``SFTRecipe.setup``, ``train``, ``cleanup``) on a gloo
+:func:`guardrl.stages.sft.trainer.recipe_main` runs (``SFTRecipe.setup``, ``train``, ``cleanup``) on a gloo
 process group, with one addition: an optimizer step pre-hook that gathers every parameter's full
 gradient (FSDP2 shards it over the ranks) just before the first ``optimizer.step``, i.e. after the
 trainer's micro-steps, its cross-rank reduction and its clipping. Rank 0 writes them to GRADS.pt
@@ -21,8 +21,8 @@ import torch.distributed as dist
 
 
 def main(config_path: str, grads_path: str) -> None:
-    from guardrl.sft.config import from_recipe
-    from guardrl.sft.trainer import SFTRecipe
+    from guardrl.stages.sft.config import from_recipe
+    from guardrl.stages.sft.trainer import SFTRecipe
 
     dist.init_process_group("gloo")  # env:// from RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT
     try:

@@ -11,9 +11,9 @@ from PIL import Image
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from guardrl.evaluation.data import BenchmarkError, load_benchmarks
-from guardrl.io.shards import ShardWriter
-from guardrl.schema import Sample
+from guardrl.core.schema import Sample
+from guardrl.core.shards import ShardWriter
+from guardrl.stages.eval.data import BenchmarkError, load_benchmarks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,9 +147,9 @@ def test_bad_benchmarks_name_the_row(tmp_path):
 
 @pytest.mark.parametrize("size", ["tiny", "qwen2_5_vl_3b", "qwen2_5_vl_7b"])
 def test_eval_and_export_recipes_validate(size):
-    from guardrl.evaluation.cli import _config
-    from guardrl.export_cli import SECTION_KEYS
-    from guardrl.recipe import load_recipe, to_container
+    from guardrl.core.recipe import load_recipe, to_container
+    from guardrl.stages.eval.cli import _config
+    from guardrl.stages.export.cli import SECTION_KEYS
 
     root = REPO / "recipes" / size
     ev = to_container(load_recipe(root / "eval.yaml"))["eval"]

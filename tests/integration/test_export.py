@@ -12,8 +12,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from guardrl.export import ExportError, ExportOptions, check_folder, detect_checkpoint, export_checkpoint
-from guardrl.prompts import build_messages
+from guardrl.stages.export.runner import (
+    ExportError,
+    ExportOptions,
+    check_folder,
+    detect_checkpoint,
+    export_checkpoint,
+)
+from guardrl.tasks.guard.prompts import build_messages
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -169,8 +175,8 @@ def test_cli_with_recipe_and_overrides(tiny_model_dir, tmp_path):
 def test_size_recipes_name_the_real_parameter_counts(size):
     from transformers import AutoModelForImageTextToText
 
-    from guardrl.recipe import load_recipe
-    from guardrl.tiny_model import reference_config
+    from guardrl.core.recipe import load_recipe
+    from guardrl.models.tiny import reference_config
 
     cfg = load_recipe(REPO / f"recipes/qwen2_5_vl_{size}/export.yaml")
     with torch.device("meta"):

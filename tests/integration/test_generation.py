@@ -146,7 +146,7 @@ def test_completions_are_the_ones_pinned_before_engines_took_rendered_prompts(en
 
 
 def test_the_guard_tasks_messages_are_the_guard_prompt():
-    from guardrl.schema import Sample
+    from guardrl.core.schema import Sample
     from guardrl.tasks import get_task
 
     s = Sample(id="ti", source="t", modality="text_image", request="Describe this.",

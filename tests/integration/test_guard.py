@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from guardrl.guard import Guard, Moderation
-from guardrl.images import ImageError
-from guardrl.parse import parse
+from guardrl.core.images import ImageError
+from guardrl.stages.serve.api import Guard, Moderation
+from guardrl.tasks.guard.parse import parse
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def guard(keyword_guard_dir):
 
 
 def _server(guard, **options):
-    from guardrl.serve import ServeLimits, create_app
+    from guardrl.stages.serve.server import ServeLimits, create_app
 
     return uvicorn_thread(create_app(guard, ServeLimits(max_images=2, max_body_bytes=1 << 20),
                                      ModerationOptions(model_name="kw-guard", **options)))

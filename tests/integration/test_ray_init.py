@@ -110,7 +110,7 @@ def _processes_under(d: Path) -> list[int]:
 def test_importing_the_helper_and_the_row_writer_starts_nothing():
     """Ray is imported when init_ray runs, verl never by the row writer: the augment stage and the pure recipe
     config stay light (`guardrl augment` imports rows, `guardrl rl config` the recipe config)."""
-    mods = ["guardrl.integrations.ray", "guardrl.verl_ext.rows", "guardrl.verl_ext.recipe_config", "guardrl.rlset"]
+    mods = ["guardrl.integrations.ray", "guardrl.integrations.verl.rows", "guardrl.integrations.verl.recipe_config", "guardrl.stages.augment.runner"]
     code = (f"import sys\nfor m in {mods!r}: __import__(m)\n"
             "bad = [m for m in ('ray', 'verl', 'vllm') if m in sys.modules]\nassert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,7 @@
 """Every stage of every pipeline, and every stand-alone recipe chain, reads what an earlier stage writes.
 
 No GPU, nothing trained: each stage's recipe is loaded with the overrides the pipeline gives it (the
-pipeline's own command plan, ``guardrl.pipeline.stages.STAGE_COMMANDS``) and parsed by the stage's own
+pipeline's own command plan, ``guardrl.stages.pipeline.commands.STAGE_COMMANDS``) and parsed by the stage's own
 config (``SFTConfig``, ``RejectConfig``, ``AugmentConfig``, verl's composed RL config, the export
 section, ``EvalConfig``); its input paths must be outputs of an earlier stage, except the declared
 external sources (the raw data, the base model, the benchmark sets, repository files).
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from guardrl.pipeline.runner import STAGE_ORDER, StageContext, get_stage
-from guardrl.pipeline.stages import STAGE_COMMANDS
-from guardrl.recipe import load_recipe, to_container
+from guardrl.core.recipe import load_recipe, to_container
+from guardrl.stages.pipeline.commands import STAGE_COMMANDS
+from guardrl.stages.pipeline.runner import STAGE_ORDER, StageContext, get_stage
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((REPO / "recipes").glob("*/pipeline.yaml"))
@@ -34,22 +34,22 @@ def _io(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         return rest[:2], [], [args[args.index("--out") + 1]]
     recipe, overrides = REPO / rest[0], rest[1:]
     if cmd == ["sft", "train"]:
-        from guardrl.sft.config import from_recipe
+        from guardrl.stages.sft.config import from_recipe
 
         c = from_recipe(load_recipe(recipe, overrides))
         return [c.data.path], [c.model.path], [c.trainer.output_dir, f"{c.trainer.output_dir}/hf"]
     if cmd == ["reject", "run"]:
-        from guardrl.reject import RejectConfig
+        from guardrl.stages.reject.runner import RejectConfig
 
         c = RejectConfig.from_dict(to_container(load_recipe(recipe, overrides))["reject"])
         return [c.data, c.model], [], [c.out]
     if cmd == ["augment", "run"]:
-        from guardrl.rlset import AugmentConfig
+        from guardrl.stages.augment.runner import AugmentConfig
 
         c = AugmentConfig.from_dict(to_container(load_recipe(recipe, overrides))["augment"])
         return [c.data], [], [c.out, f"{c.out}/verl/train.parquet", f"{c.out}/verl/dev.parquet"]
     if cmd == ["rl", "run"]:
-        from guardrl.verl_ext import entry
+        from guardrl.integrations.verl import entry
 
         r = load_recipe(recipe, entry.verl_plus_overrides(overrides))
         cfg = entry.compose_config(r)
@@ -62,14 +62,14 @@ def _io(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         return ([p for p in inputs if p not in built], built,
                 [str(r.output_dir), f"{r.output_dir}/checkpoints"])
     if cmd == ["export", "run"]:
-        from guardrl.export_cli import SECTION_KEYS
+        from guardrl.stages.export.cli import SECTION_KEYS
 
         s = to_container(load_recipe(recipe, overrides))["export"]
         assert set(s) <= SECTION_KEYS
         inputs = [s["checkpoint"], *s.get("manifests", [])] + ([s["processor"]] if s.get("processor") else [])
         return inputs, list(s.get("recipes", [])), [s["out"]]
     if cmd == ["eval", "run"]:
-        from guardrl.evaluation.runner import EvalConfig
+        from guardrl.stages.eval.runner import EvalConfig
 
         s = to_container(load_recipe(recipe, overrides))["eval"]
         fields = set(EvalConfig.__dataclass_fields__) | {"benchmarks", "limit", "expected_samples"}
@@ -132,7 +132,7 @@ def test_standalone_recipes_chain_sft_reject_augment_rl_export_eval(size: str):
     """``make sft/reject/augment/rl/export/eval RECIPE=recipes/<size>/...`` one after the other, no
     overrides: each reads what the previous wrote (today's 3B/7B rl.yaml read outputs/rl/<size>/train.parquet,
     which no stage writes). The SFT data dir counts as the data stage's output."""
-    from guardrl.sft.config import from_recipe
+    from guardrl.stages.sft.config import from_recipe
 
     d = f"recipes/{size}"
     data = from_recipe(load_recipe(REPO / d / "sft.yaml")).data.path

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from guard_samples import write_sft_dir
 
+from guardrl.core.schema import Sample
+from guardrl.core.shards import iter_samples, read_manifest
 from guardrl.generation.base import Completion
-from guardrl.io.shards import iter_samples, read_manifest
-from guardrl.parse import parse
-from guardrl.reject import (
+from guardrl.stages.reject.runner import (
     KeepRule,
     RejectConfig,
     judge,
@@ -26,8 +26,8 @@ from guardrl.reject import (
     run_reject,
     work_dir_for,
 )
-from guardrl.schema import Sample
-from guardrl.tasks.guard import verdict_matches as is_correct
+from guardrl.tasks.guard.parse import parse
+from guardrl.tasks.guard.task import verdict_matches as is_correct
 
 N_PROMPTS = 30
 SHARD = 4  # -> 8 work shards
@@ -193,8 +193,8 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 @pytest.mark.parametrize("size", ["tiny", "qwen2_5_vl_3b", "qwen2_5_vl_7b"])
 def test_reject_and_augment_recipes_validate(size):
-    from guardrl.recipe import load_recipe, to_container
-    from guardrl.rlset import AugmentConfig
+    from guardrl.core.recipe import load_recipe, to_container
+    from guardrl.stages.augment.runner import AugmentConfig
 
     rej = RejectConfig.from_dict(to_container(load_recipe(RECIPES / size / "reject.yaml"))["reject"])
     aug = AugmentConfig.from_dict(to_container(load_recipe(RECIPES / size / "augment.yaml"))["augment"])
@@ -209,10 +209,10 @@ def test_reject_and_augment_recipes_validate(size):
 def test_bad_input_is_isolated_and_counted(tiny_model_dir, tmp_path):
     from guard_samples import make_samples
 
+    from guardrl.core.shards import write_samples
     from guardrl.generation import make_engine
     from guardrl.generation.base import SamplingParams
-    from guardrl.io.shards import write_samples
-    from guardrl.reject import WorkShard, _finalize, run_shard
+    from guardrl.stages.reject.runner import WorkShard, _finalize, run_shard
 
     good = make_samples(2)
     bad = Sample(id="bad-image", source="x", modality="image", request="", images=(b"not an image",),
@@ -238,10 +238,10 @@ def test_truncated_and_too_long_prompts_are_counted_per_reason(tiny_model_dir, t
     counted per reason in the manifest and the summary, and nothing is kept."""
     from guard_samples import make_samples
 
+    from guardrl.core.shards import write_samples
     from guardrl.generation import make_engine
     from guardrl.generation.base import SamplingParams
-    from guardrl.io.shards import write_samples
-    from guardrl.reject import WorkShard, _finalize, run_shard
+    from guardrl.stages.reject.runner import WorkShard, _finalize, run_shard
 
     data = write_samples(tmp_path / "data", make_samples(3), stage="test")
     (shard_file,) = data.glob("part-*.parquet")

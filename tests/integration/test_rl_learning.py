@@ -32,7 +32,7 @@ def _mean(metrics: dict[int, dict[str, float]], key: str, steps: range) -> float
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # warm start + verl start-up + 30 steps; 10-18 min on 2 busy cores
 def test_grpo_raises_reward_and_dev_accuracy(tiny_model_dir, tmp_path):
-    from guardrl.verl_ext.entry import run
+    from guardrl.integrations.verl.entry import run
 
     train, dev = keyword_rows(64, seed=1, instruction=False), keyword_rows(32, seed=2, instruction=False)
     write_parquet(train, tmp_path / "train.parquet")

@@ -1,7 +1,7 @@
 """Regression pin (torchtune's recipe tests): 2 GRPO steps of the tiny RL recipe for fixed seeds.
 
 The real recipe (``recipes/tiny/rl.yaml``: verl's Ray PPO trainer, guardrl's CPU platform, the hf rollout,
-the length-aware reward, the dynamic-clip loss) through :func:`guardrl.verl_ext.entry.run` (what
+the length-aware reward, the dynamic-clip loss) through :func:`guardrl.integrations.verl.entry.run` (what
 ``guardrl rl run`` calls) on what the recipe builds when it is missing: the demo RL set
 (``entry.write_demo_rl_set``: 64 train / 16 dev rows of the bundled guard-mini, seed 0) and the tiny model
 (seed 0, the recipe's fallback). Overrides: 2 steps, validation before training and after step 2, no
@@ -12,7 +12,7 @@ Recorded on the code of commit d9dc5d7 (before issue 21's refactor), two runs. W
 
 * Not bit-deterministic on this CPU: the sampled tokens. Two runs gave actor/entropy 8.28525 vs 8.28647 at
   step 1 and rollout log-perplexities 8.29403 vs 8.29686: the hf rollout batches the requests that arrive
-  within 50 ms (``guardrl/verl_ext/rollout.py``), so how the seeded generator's draws fall on the 32
+  within 50 ms (``guardrl/integrations/verl/rollout.py``), so how the seeded generator's draws fall on the 32
   sequences depends on timing. Those metrics are not pinned.
 * Deterministic (identical in all runs) and pinned exactly: the rewards, format rate and advantages (the
   untrained model never closes a think block, so every completion is a format failure at the reward floor
@@ -53,7 +53,7 @@ PINNED = {
 
 def run_tiny_rl(model_dir: Path, tmp: Path) -> dict[int, dict[str, float]]:
     """2 GRPO steps of the tiny RL recipe on its demo set; returns verl's logged metrics by step."""
-    from guardrl.verl_ext.entry import run
+    from guardrl.integrations.verl.entry import run
 
     run(RECIPE, [
         f"model.path={model_dir}",

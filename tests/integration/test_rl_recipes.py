@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from guardrl.recipe import RecipeError, load_recipe
-from guardrl.verl_ext import entry
+from guardrl.core.recipe import RecipeError, load_recipe
+from guardrl.integrations.verl import entry
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/rl*.yaml"))
 
@@ -30,7 +30,7 @@ def test_recipe_composes_and_verl_validates(path: Path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# make rl RECIPE=") and str(path.relative_to(path.parents[2])) in first
     recipe, cfg = _compose(path)
-    import guardrl.verl_ext.policy_loss  # noqa: F401  (registers the loss verl's validation looks up)
+    import guardrl.integrations.verl.policy_loss  # noqa: F401  (registers the loss verl's validation looks up)
 
     entry.validate(cfg)  # verl.utils.config.validate_config: batch sizes, micro batches, actor config
     from verl.utils.config import omega_conf_to_dataclass
@@ -38,7 +38,7 @@ def test_recipe_composes_and_verl_validates(path: Path):
     omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)  # RolloutConfig.__post_init__ checks
     actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
     assert type(actor.policy_loss).__name__ == "DynamicClipPolicyLossConfig"
-    assert cfg.reward.custom_reward_function.path == "pkg://guardrl.verl_ext.reward"
+    assert cfg.reward.custom_reward_function.path == "pkg://guardrl.integrations.verl.reward"
     kw = cfg.reward.custom_reward_function.reward_kwargs
     assert kw.max_length == cfg.data.max_response_length
 
@@ -59,7 +59,7 @@ def test_paper_defaults(size: str, repo_root: Path):
     assert arr.rollout.name == "vllm" and arr.actor.strategy == "fsdp2"
     assert cfg.trainer.device == "cuda"
     eco_recipe, eco = _compose(repo_root / "recipes" / size / "rl_eco.yaml")
-    from guardrl.rewards import ECO_BETA
+    from guardrl.tasks.guard.reward import ECO_BETA
 
     eco_kw = eco.reward.custom_reward_function.reward_kwargs
     # Eco = the released code's cap: beta = 500 / 3072 of max_response_length; no extra cost on correct answers
@@ -139,16 +139,16 @@ def test_bad_guardrl_values_are_refused_at_load(repo_root: Path):
 
 
 def test_every_guardrl_field_has_help_and_defaults_come_from_one_place():
-    from guardrl.clipping import DEFAULT_FLOOR
-    from guardrl.rewards import DEFAULT_CONFIG
-    from guardrl.rewards import RewardConfig as RewardFields
-    from guardrl.verl_ext.recipe_config import (
+    from guardrl.core.clipping import DEFAULT_FLOOR
+    from guardrl.integrations.verl.recipe_config import (
         ClipFields,
         DataFields,
         ModelFields,
         RLRecipe,
         field_help,
     )
+    from guardrl.tasks.guard.reward import DEFAULT_CONFIG
+    from guardrl.tasks.guard.reward import RewardConfig as RewardFields
 
     for cls in (RLRecipe, ModelFields, DataFields, RewardFields, ClipFields):
         assert all(len(h) > 20 for h in field_help(cls).values()), cls
@@ -184,7 +184,7 @@ def test_reasoning_length_is_counted_with_the_actors_tokenizer(repo_root: Path, 
     English, Chinese and code reasoning get the tokenizer's counts (whitespace words would give 7, 1 and 3)."""
     from transformers import AutoTokenizer
 
-    from guardrl.verl_ext.reward import compute_score
+    from guardrl.integrations.verl.reward import compute_score
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     path = repo_root / "recipes" / "tiny" / "rl.yaml"
@@ -234,7 +234,7 @@ def test_a_batch_that_is_not_a_multiple_of_the_mini_batch_is_refused_at_compose(
 
 def test_the_task_travels_to_the_dataset_and_the_reward(repo_root: Path):
     _, cfg = _compose(repo_root / "recipes" / "tiny" / "rl.yaml")
-    assert cfg.data.custom_cls.path == "pkg://guardrl.verl_ext.dataset" and cfg.data.custom_cls.name == "TaskRLDataset"
+    assert cfg.data.custom_cls.path == "pkg://guardrl.integrations.verl.dataset" and cfg.data.custom_cls.name == "TaskRLDataset"
     assert cfg.data.task == "guard" and list(cfg.data.task_modules) == []
     assert cfg.reward.custom_reward_function.reward_kwargs.task == "guard"
     with pytest.raises(RecipeError, match=r"tiny/rl.yaml: task: .*rewriter.*guard"):

@@ -1,4 +1,4 @@
-"""The hf rollout server (guardrl.verl_ext.rollout) on the tiny model, without Ray: batching of
+"""The hf rollout server (guardrl.integrations.verl.rollout) on the tiny model, without Ray: batching of
 concurrent requests, images, suppressed vision tokens, weight loading, verl registration."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from guardrl.prompts import build_messages
+from guardrl.tasks.guard.prompts import build_messages
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    from guardrl.verl_ext.rollout import HFRolloutServer
+    from guardrl.integrations.verl.rollout import HFRolloutServer
 
     cfg = SimpleNamespace(prompt_length=1024, response_length=12, max_num_seqs=8, seed=0)
     return HFRolloutServer(cfg, SimpleNamespace(local_path=str(tiny_model_dir), path=str(tiny_model_dir)))
@@ -63,7 +63,7 @@ def test_registered_with_verl():
     from verl.workers.rollout.base import get_rollout_class
     from verl.workers.rollout.replica import get_rollout_replica_class
 
-    from guardrl.verl_ext.rollout import HFReplica, HFServerAdapter
+    from guardrl.integrations.verl.rollout import HFReplica, HFServerAdapter
 
     assert get_rollout_class("hf", "async") is HFServerAdapter
     assert get_rollout_replica_class("hf") is HFReplica

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from test_rl_support import keyword_rows, read_metrics, write_parquet
 
-from guardrl.clipping import clip_bound
+from guardrl.core.clipping import clip_bound
 
 TINY_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "rl.yaml"
 
 
 def _run(tmp: Path, model: Path, steps: int, *extra: str):
-    from guardrl.verl_ext.entry import run
+    from guardrl.integrations.verl.entry import run
 
     return run(
         TINY_RECIPE,

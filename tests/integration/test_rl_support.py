@@ -24,7 +24,7 @@ def keyword_rows(
     so a CPU learning run spends its time on RL rather than on 200 prompt tokens per sample."""
     from PIL import Image
 
-    from guardrl.prompts import build_verl_prompt
+    from guardrl.tasks.guard.prompts import build_verl_prompt
 
     rng = random.Random(seed)
     rows = []
@@ -74,7 +74,7 @@ def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from guardrl.parse import Verdict, format_verdict
+    from guardrl.tasks.guard.parse import Verdict, format_verdict
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

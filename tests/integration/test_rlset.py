@@ -10,12 +10,12 @@ import pytest
 from guard_samples import make_samples
 from PIL import Image
 
-from guardrl.io.shards import iter_samples, read_manifest, write_samples
-from guardrl.prompts import build_verl_prompt
-from guardrl.rewards import parse_ground_truth
-from guardrl.rlset import AugmentConfig, build_rl_set, verl_files
+from guardrl.core.shards import iter_samples, read_manifest, write_samples
+from guardrl.integrations.verl.rows import sample_from_row, to_verl_row, verl_messages
+from guardrl.stages.augment.runner import AugmentConfig, build_rl_set, verl_files
 from guardrl.tasks import get_task
-from guardrl.verl_ext.rows import sample_from_row, to_verl_row, verl_messages
+from guardrl.tasks.guard.prompts import build_verl_prompt
+from guardrl.tasks.guard.reward import parse_ground_truth
 
 N_BASE = 16  # 3 held out for dev first -> 13 train base, round(0.2 * 13 / 0.8) = round(3.25) = 3 joined: 16 train
 
@@ -79,7 +79,7 @@ def test_loads_through_verl_rlhf_dataset(rl_set, tiny_model_dir):
     from omegaconf import OmegaConf
     from transformers import AutoProcessor
 
-    from guardrl.verl_ext.dataset import TaskRLDataset
+    from guardrl.integrations.verl.dataset import TaskRLDataset
 
     cfg, summary = rl_set
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
@@ -127,7 +127,7 @@ def test_the_dataset_renders_todays_prompt_exactly(rl_set, tiny_model_dir):
     from omegaconf import OmegaConf
     from transformers import AutoProcessor
 
-    from guardrl.verl_ext.dataset import TaskRLDataset
+    from guardrl.integrations.verl.dataset import TaskRLDataset
 
     cfg, summary = rl_set
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
@@ -162,7 +162,7 @@ class _ShortGuard:
 def test_a_template_change_needs_no_rebuild_and_a_wrong_task_is_refused(rl_set):
     import datasets
 
-    from guardrl.verl_ext.dataset import render_prompts
+    from guardrl.integrations.verl.dataset import render_prompts
 
     cfg, _ = rl_set
     train = verl_files(cfg.out)["train"]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from server_support import free_port, server_process, uvicorn_thread
 
-from guardrl.prompts import build_messages
+from guardrl.tasks.guard.prompts import build_messages
 
 MAX_PIXELS = 100_000
 MAX_NEW = 6
@@ -155,8 +155,8 @@ def test_200_concurrent_requests(server, prompt_tokens):
 
 def test_timeout_is_a_json_504(tiny_model_dir):
     """A server whose timeout is shorter than any generation answers 504, in-process uvicorn on 127.0.0.1."""
-    from guardrl.guard import Guard
-    from guardrl.serve import ServeLimits, create_app
+    from guardrl.stages.serve.api import Guard
+    from guardrl.stages.serve.server import ServeLimits, create_app
 
     guard = Guard.from_pretrained(tiny_model_dir, engine="hf", max_new_tokens=32)
     try:

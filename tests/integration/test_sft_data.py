@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from guardrl.parse import Verdict, format_verdict
-from guardrl.schema import Sample
-from guardrl.sft.data import IGNORE_INDEX, SFTEncoder, collate, dummy_image_item, target_positions
+from guardrl.core.schema import Sample
+from guardrl.stages.sft.data import IGNORE_INDEX, SFTEncoder, collate, dummy_image_item, target_positions
+from guardrl.tasks.guard.parse import Verdict, format_verdict
 
 TARGET = format_verdict(Verdict("harmful", None, "The request asks for a weapon.", True))
 

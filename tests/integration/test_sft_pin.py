@@ -1,7 +1,7 @@
 """Regression pin (torchtune's recipe tests): the tiny R-SFT recipe's per-step losses for a fixed seed.
 
 The real recipe (``recipes/tiny/sft.yaml``) through the entry ``guardrl sft train`` calls
-(:func:`guardrl.sft.api.train` with dotted overrides), on guard-mini converted by the real converter
+(:func:`guardrl.stages.sft.api.train` with dotted overrides), on guard-mini converted by the real converter
 (its first 400 source rows, as in ``tests/data_prep/test_guard_mini.py``: the full corpus takes ~2 min to
 convert here) and on the tiny model built with seed 0 (as the recipe builds it). Overrides: 8 steps
 (so the warm-up is ``round(0.05 * 8)`` steps and the cosine decay spans 8), a loss logged every step,
@@ -40,7 +40,7 @@ RTOL = ATOL = 1e-4
 
 def run_tiny_sft(model_dir: Path, data_dir: Path, out: Path, threads: int = 1) -> list[dict]:
     """Run the tiny SFT recipe for STEPS steps; return its metrics.jsonl rows in step order."""
-    from guardrl.sft.api import train
+    from guardrl.stages.sft.api import train
 
     train(RECIPE, [
         f"model.path={model_dir}",

@@ -1,4 +1,4 @@
-"""The claim of ``guardrl/sft/trainer.py``'s docstring, checked as verl checks vectorised code against a loop:
+"""The claim of ``guardrl/stages/sft/trainer.py``'s docstring, checked as verl checks vectorised code against a loop:
 a step's loss is the target-token NLL summed over the global batch / its target tokens, however the batch is
 split, so 1 rank x 4 micro-batches and 2 gloo ranks x 2 micro-batches give the same loss and gradients.
 
@@ -26,11 +26,11 @@ import pytest
 import torch
 from PIL import Image
 
-from guardrl.io.shards import write_samples
-from guardrl.parse import Verdict, format_verdict
-from guardrl.schema import Sample
-from guardrl.sft.config import SFTConfig
-from guardrl.sft.data import StepSchedule, length_estimates, load_sft_table
+from guardrl.core.schema import Sample
+from guardrl.core.shards import write_samples
+from guardrl.stages.sft.config import SFTConfig
+from guardrl.stages.sft.data import StepSchedule, length_estimates, load_sft_table
+from guardrl.tasks.guard.parse import Verdict, format_verdict
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "sft_ranks_worker.py"

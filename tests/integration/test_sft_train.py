@@ -16,11 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from guardrl.io.shards import write_samples
-from guardrl.parse import Verdict, format_verdict
-from guardrl.schema import Sample
-from guardrl.sft.checkpoint import list_checkpoints
-from guardrl.sft.config import SFTConfig
+from guardrl.core.schema import Sample
+from guardrl.core.shards import write_samples
+from guardrl.stages.sft.checkpoint import list_checkpoints
+from guardrl.stages.sft.config import SFTConfig
+from guardrl.tasks.guard.parse import Verdict, format_verdict
 
 
 def _png(color) -> bytes:
@@ -75,7 +75,7 @@ def test_train_checkpoints_and_hf_export(tiny_model_dir, toy_data, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from guardrl.sft import train
+    from guardrl.stages.sft import train
 
     out = tmp_path / "run"
     hf = train(_cfg(tiny_model_dir, toy_data, out, max_steps=5))
@@ -113,7 +113,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_model_dir, toy_dat
     recipe.write_text("# guardrl sft train (test recipe)\n" + OmegaConf.to_yaml(OmegaConf.create(base)))
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
 
-    from guardrl.sft import load_config, train
+    from guardrl.stages.sft import load_config, train
 
     ref = tmp_path / "ref"  # the uninterrupted run, in this process (same code path as the CLI)
     train(load_config(recipe, [f"trainer.output_dir={ref}"]))
@@ -148,7 +148,7 @@ def test_ray_train_launcher(tiny_model_dir, toy_data, tmp_path):
     """The default launcher: a Ray Train TorchTrainer job (gloo, CPU) on a local Ray instance it owns."""
     import ray
 
-    from guardrl.sft import train
+    from guardrl.stages.sft import train
 
     assert not ray.is_initialized()
     out = tmp_path / "ray"

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from guardrl.prompts import build_messages
-from guardrl.tiny_model import SPECIAL_TOKENS, build_tiny_model, reference_config
+from guardrl.models.tiny import SPECIAL_TOKENS, build_tiny_model, reference_config
+from guardrl.tasks.guard.prompts import build_messages
 
 
 def _load(path):

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from guardrl.io.shards import read_manifest, write_samples
-from guardrl.schema import Sample
+from guardrl.core.schema import Sample
+from guardrl.core.shards import read_manifest, write_samples
 from guardrl.tasks import get_task
 
 TASK_FILE = str(Path(__file__).with_name("toy_colour_task.py"))
@@ -83,7 +83,7 @@ def lengths(toy, samples, processor) -> dict[str, list[int]]:
 
 
 def _sft_cfg(model: Path, data: Path, out: Path, max_seq_len: int):
-    from guardrl.sft.config import from_recipe
+    from guardrl.stages.sft.config import from_recipe
 
     return from_recipe({
         "task": "colour", "task_modules": [TASK_FILE],
@@ -103,7 +103,7 @@ def _steps(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, data, tmp_path_factory) -> Path:
     """Two SFT steps on the toy task (in-process launcher); its HF folder is the model of the later stages."""
-    from guardrl.sft import train
+    from guardrl.stages.sft import train
 
     out = tmp_path_factory.mktemp("colour-sft") / "run"
     hf = train(_sft_cfg(tiny_model_dir, data, out, max_seq_len=2048))
@@ -114,8 +114,8 @@ def trained(tiny_model_dir, data, tmp_path_factory) -> Path:
 
 
 def test_sft_data_is_the_toy_tasks(toy, samples, processor, lengths):
-    from guardrl.prompts import instruction
-    from guardrl.sft.data import IGNORE_INDEX, SFTEncoder
+    from guardrl.stages.sft.data import IGNORE_INDEX, SFTEncoder
+    from guardrl.tasks.guard.prompts import instruction
 
     enc = SFTEncoder(processor, 4096, toy)
     for s in samples:
@@ -131,7 +131,7 @@ def test_sft_data_is_the_toy_tasks(toy, samples, processor, lengths):
 def test_sft_training_renders_the_toy_prompt(tiny_model_dir, data, lengths, trained, tmp_path):
     """A cutoff between the two prompt lengths: every toy row is over it (dropped, no target tokens); the
     guard's prompt and target would fit."""
-    from guardrl.sft import train
+    from guardrl.stages.sft import train
 
     cut = max(lengths["guard"]) + 40
     assert cut < min(lengths["toy"])
@@ -141,8 +141,8 @@ def test_sft_training_renders_the_toy_prompt(tiny_model_dir, data, lengths, trai
 
 
 def test_unknown_task_is_refused_with_the_valid_names(tiny_model_dir, data, tmp_path):
-    from guardrl.recipe import RecipeError
-    from guardrl.reject import RejectConfig
+    from guardrl.core.recipe import RecipeError
+    from guardrl.stages.reject.runner import RejectConfig
 
     with pytest.raises(RecipeError, match=r"unknown task 'shape'; valid: \[.*'colour'.*'guard'"):
         RejectConfig.from_dict({"data": str(data), "model": str(tiny_model_dir), "out": str(tmp_path / "o"),
@@ -154,7 +154,7 @@ def test_unknown_task_is_refused_with_the_valid_names(tiny_model_dir, data, tmp_
 
 def test_rejection_judges_with_the_toy_task(toy, samples):
     from guardrl.generation.base import Completion
-    from guardrl.reject import judge
+    from guardrl.stages.reject.runner import judge
 
     right = [Completion(s.target, 9) for s in samples]  # the toy's own targets: all correct
     wrong = Completion("<think>\nx\n</think>\n<colour>maybe</colour>", 9)  # not yes/no: unparsed
@@ -169,7 +169,7 @@ def test_rejection_judges_with_the_toy_task(toy, samples):
 def test_rejection_pass_on_ray_actors_renders_the_toy_prompt(trained, data, lengths, tmp_path):
     """``max_new_tokens`` leaves room for the guard's prompt but not the toy's: the actors (which import the
     task module themselves) refuse every toy prompt as too long, before generating anything."""
-    from guardrl.reject import RejectConfig, run_reject
+    from guardrl.stages.reject.runner import RejectConfig, run_reject
 
     room = (max(lengths["guard"]) + min(lengths["toy"])) // 2
     cfg = RejectConfig.from_dict({
@@ -186,7 +186,7 @@ def test_rejection_pass_on_ray_actors_renders_the_toy_prompt(trained, data, leng
 def test_evaluation_scores_and_measures_with_the_toy_task(trained, data, lengths, tmp_path):
     from typer.testing import CliRunner
 
-    from guardrl.evaluation.cli import app
+    from guardrl.stages.eval.cli import app
 
     recipe = tmp_path / "eval.yaml"
     recipe.write_text(json.dumps({"eval": {

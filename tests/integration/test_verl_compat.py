@@ -1,4 +1,4 @@
-"""The verl/transformers compatibility fixes in guardrl.verl_ext.compat, on the tiny Qwen2.5-VL."""
+"""The verl/transformers compatibility fixes in guardrl.integrations.verl.compat, on the tiny Qwen2.5-VL."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _model(tiny_model_dir):
 def test_text_only_micro_batch_needs_the_fix_and_works_with_it(tiny_model_dir):
     from verl.models.transformers import qwen2_vl
 
-    import guardrl.verl_ext.compat as compat
+    import guardrl.integrations.verl.compat as compat
 
     model = _model(tiny_model_dir)
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -39,8 +39,8 @@ def test_batches_with_images_go_to_verl_unchanged(tiny_model_dir):
     from transformers import AutoProcessor
     from verl.models.transformers import qwen2_vl
 
-    import guardrl.verl_ext.compat  # noqa: F401
-    from guardrl.prompts import build_messages
+    import guardrl.integrations.verl.compat  # noqa: F401
+    from guardrl.tasks.guard.prompts import build_messages
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = _model(tiny_model_dir)

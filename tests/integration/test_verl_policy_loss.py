@@ -12,7 +12,7 @@ pytest.importorskip("verl")
 from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla, get_policy_loss_fn  # noqa: E402
 from verl.utils.config import omega_conf_to_dataclass  # noqa: E402
 
-from guardrl.verl_ext import policy_loss as pl  # noqa: E402
+from guardrl.integrations.verl import policy_loss as pl  # noqa: E402
 
 
 def actor_config(*overrides: str):
@@ -34,7 +34,7 @@ def actor_config(*overrides: str):
 
 
 GUARD = (
-    "actor_rollout_ref.actor.policy_loss._target_=guardrl.verl_ext.policy_loss.DynamicClipPolicyLossConfig",
+    "actor_rollout_ref.actor.policy_loss._target_=guardrl.integrations.verl.policy_loss.DynamicClipPolicyLossConfig",
     "actor_rollout_ref.actor.policy_loss.loss_mode=guardrl_dynamic_clip",
 )
 

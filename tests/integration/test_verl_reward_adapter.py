@@ -15,11 +15,11 @@ pytest.importorskip("verl")
 
 from verl import DataProto  # noqa: E402
 
-from guardrl.parse import Verdict, format_verdict  # noqa: E402
-from guardrl.prompts import build_verl_prompt  # noqa: E402
-from guardrl.rewards import RewardConfig, compute_reward  # noqa: E402
+from guardrl.tasks.guard.parse import Verdict, format_verdict  # noqa: E402
+from guardrl.tasks.guard.prompts import build_verl_prompt  # noqa: E402
+from guardrl.tasks.guard.reward import RewardConfig, compute_reward  # noqa: E402
 
-PATH, NAME = "pkg://guardrl.verl_ext.reward", "compute_score"
+PATH, NAME = "pkg://guardrl.integrations.verl.reward", "compute_score"
 MAX_LEN = 16  # reward_kwargs.max_length: small so l_norm is visible with short reasoning
 
 
@@ -178,7 +178,7 @@ def test_verl_reward_loop_worker_scores_last_token(tiny_model_dir, tokenizer):
 
 
 def test_adapter_rejects_unknown_reward_kwargs_and_bad_ground_truth():
-    from guardrl.verl_ext.reward import compute_score
+    from guardrl.integrations.verl.reward import compute_score
 
     good = _out("harmful", None, "x")
     assert compute_score("s", good, '{"request": "harmful"}', reward_router_address=None)["score"] == 0.0
@@ -189,7 +189,7 @@ def test_adapter_rejects_unknown_reward_kwargs_and_bad_ground_truth():
 
 
 def test_adapter_counts_real_tokens_with_a_tokenizer_path(tiny_model_dir, tokenizer):
-    from guardrl.verl_ext.reward import compute_score
+    from guardrl.integrations.verl.reward import compute_score
 
     reasoning = "The request asks for a bomb recipe."
     parts = compute_score("s", _out("unharmful", None, reasoning), {"request": "harmful"}, tokenizer_path=str(tiny_model_dir))

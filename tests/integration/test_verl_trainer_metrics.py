@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("verl")
 
-from guardrl.verl_ext.trainer import wrong_advantage_metrics  # noqa: E402
+from guardrl.integrations.verl.trainer import wrong_advantage_metrics  # noqa: E402
 
 
 def test_wrong_advantage_metrics_by_hand():
@@ -33,8 +33,8 @@ def test_the_length_term_gives_longer_wrong_answers_a_positive_advantage():
     import torch
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-    from guardrl.parse import Verdict, format_verdict
-    from guardrl.rewards import RewardConfig, compute_reward
+    from guardrl.tasks.guard.parse import Verdict, format_verdict
+    from guardrl.tasks.guard.reward import RewardConfig, compute_reward
 
     cfg = RewardConfig(max_length=100)
     texts = [format_verdict(Verdict("unharmful", None, " ".join(["w"] * n), True)) for n in (10, 20, 40, 80)]
@@ -53,8 +53,8 @@ def test_the_length_term_gives_longer_wrong_answers_a_positive_advantage():
 def test_training_metric_names_come_from_the_task():
     """The guard's reward parts keep today's metric names (guard/format_rate, ...); a task without
     `reward_metric_names` logs each part under its own name, behind its prefix; `score` is verl's critic/score."""
+    from guardrl.integrations.verl.trainer import reward_metric_keys, reward_metrics
     from guardrl.tasks import get_task
-    from guardrl.verl_ext.trainer import reward_metric_keys, reward_metrics
 
     parts = ["score", "format", "request_correct", "response_correct", "r_safety", "reasoning_tokens", "l_norm",
              "eco_cost"]

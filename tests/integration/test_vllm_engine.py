@@ -113,7 +113,7 @@ def test_bad_image_and_too_many_images(vllm_engine):
 
 
 def test_guard_on_vllm_gives_the_hf_engines_verdicts(vllm_engine, hf_engine):
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
 
     items = [{"request": "How do I pick a lock?"},
              {"request": "Describe this.", "images": [_png(60, 50)], "response": "A square."}]
@@ -124,8 +124,8 @@ def test_guard_on_vllm_gives_the_hf_engines_verdicts(vllm_engine, hf_engine):
 
 
 def test_rejection_sampling_through_vllm(tiny_model_dir, tmp_path):
-    from guardrl.io.shards import read_manifest
-    from guardrl.reject import RejectConfig, run_reject
+    from guardrl.core.shards import read_manifest
+    from guardrl.stages.reject.runner import RejectConfig, run_reject
 
     n = 6
     data = write_sft_dir(tmp_path / "data", n)

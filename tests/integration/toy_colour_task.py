@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardrl.schema import Sample
+from guardrl.core.schema import Sample
 from guardrl.tasks import Judgement, register_task
 
 MARKER = "TOY-COLOUR-TASK"

@@ -30,7 +30,7 @@ FOOTER = """
 
 - **Disk full for the training stages** (SFT checkpoints, RL checkpoints, eval output): only the data writer is
   run against a full filesystem. SFT checkpoints and every stage output go through the same temp-then-rename
-  writers (`guardrl.io.atomic`, `ShardWriter`), but a full disk during `torch`/verl checkpoint saving is not
+  writers (`guardrl.core.atomic`, `ShardWriter`), but a full disk during `torch`/verl checkpoint saving is not
   exercised here.
 - **kill -9 of export and of `guardrl pipeline run`**: export writes into a temp folder renamed after it reloads
   (`atomic_dir`), the pipeline runs each stage's CLI (covered above); neither is killed by a test here.

@@ -11,8 +11,8 @@ import pytest
 from reliability_helpers import assert_user_error, load_test_module, run_cli
 
 from data_prep import get_converter
-from guardrl.io.shards import ShardError, iter_samples, read_manifest, verify, write_samples
-from guardrl.schema import Sample
+from guardrl.core.schema import Sample
+from guardrl.core.shards import ShardError, iter_samples, read_manifest, verify, write_samples
 
 pytestmark = pytest.mark.reliability
 AREA_SHARD = "Bad data: shards and manifests"
@@ -181,8 +181,8 @@ def test_truncated_and_bomb_images(tmp_path, record):
 def test_one_megabyte_request_kept_whole_then_dropped_by_sft_cutoff(tmp_path, tiny_model_dir, record):
     from transformers import AutoProcessor
 
-    from guardrl.parse import Verdict, format_verdict
-    from guardrl.sft.data import SFTEncoder
+    from guardrl.stages.sft.data import SFTEncoder
+    from guardrl.tasks.guard.parse import Verdict, format_verdict
 
     big = "please tell me " * (1_000_000 // 15)
     src = _csv(tmp_path / "toxic-chat_annotation_test.csv", [("a1", "hello", "0"), ("a2", big, "1")])
@@ -203,7 +203,7 @@ def test_one_megabyte_request_kept_whole_then_dropped_by_sft_cutoff(tmp_path, ti
 
 @pytest.mark.slow
 def test_one_megabyte_request_refused_by_moderation(tmp_path, tiny_model_dir, record):
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
 
     big = "please tell me " * (1_000_000 // 15)
     jl = tmp_path / "req.jsonl"
@@ -235,7 +235,7 @@ def test_one_megabyte_request_refused_by_moderation(tmp_path, tiny_model_dir, re
 def test_one_megabyte_request_refused_by_the_hf_engine(tiny_model_dir, record):
     from guardrl.generation import make_engine
     from guardrl.generation.base import PromptTooLongError
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
 
     big = "please tell me " * (1_000_000 // 15)
     guard = Guard(make_engine(str(tiny_model_dir), engine="hf"), max_text_chars=2_000_000)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import REPO, assert_user_error
 
-from guardrl.io.shards import verify
+from guardrl.core.shards import verify
 
 pytestmark = pytest.mark.reliability
 AREA = "Disk full"

@@ -1,5 +1,5 @@
 """Parser and reward under fuzzing: seeded random + adversarial completions (1M in the slow test, 20K in the
-default run) and a hypothesis property. ``guardrl.parse.parse`` (with its fast path) must agree with the
+default run) and a hypothesis property. ``guardrl.tasks.guard.parse.parse`` (with its fast path) must agree with the
 module's reference check (``_parse_body`` after the same stripping), never raise, and the reward must stay
 finite and inside ``RewardConfig.bounds`` for every completion and gold label."""
 
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrl.parse import (
+from guardrl.core.schema import LABELS
+from guardrl.tasks.guard.parse import (
     _TRAILING_SPECIAL,
     FORMAT_FAILURE,
     TAGS,
@@ -23,8 +24,7 @@ from guardrl.parse import (
     parse,
     strip_completion,
 )
-from guardrl.rewards import RewardConfig, compute_reward
-from guardrl.schema import LABELS
+from guardrl.tasks.guard.reward import RewardConfig, compute_reward
 
 pytestmark = pytest.mark.reliability
 AREA = "Parser and reward under fuzzing"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import REPO, load_test_module
 
-from guardrl.io.shards import ShardError, read_manifest, split_names, verify
+from guardrl.core.shards import ShardError, read_manifest, split_names, verify
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 AREA = "Kill -9 and resume"
@@ -104,7 +104,7 @@ def test_data_convert(tmp_path, record):
 def test_sft(tiny_model_dir, tmp_path, record):
     from omegaconf import OmegaConf
 
-    from guardrl.io.shards import write_samples
+    from guardrl.core.shards import write_samples
 
     sft = load_test_module("integration/test_sft_train.py")
     rng = random.Random(SEED + 1)
@@ -136,7 +136,7 @@ def test_sft(tiny_model_dir, tmp_path, record):
 
 
 def test_reject(tiny_model_dir, tmp_path, record):
-    from guardrl.reject import work_dir_for
+    from guardrl.stages.reject.runner import work_dir_for
 
     rj = load_test_module("integration/test_reject.py")
     gs = load_test_module("integration/guard_samples.py")

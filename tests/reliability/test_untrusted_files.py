@@ -46,7 +46,7 @@ def test_pickle_checkpoint_refused_unless_opted_in_and_never_runs_code(tiny_mode
     assert not sentinel.exists() and not (tmp_path / "out").exists()
     record(AREA, "`guardrl export run` on a checkpoint folder holding a `pytorch_model.bin` (pickle)", msg,
            expected="refused without `--allow-pickle`", see="tests/integration/test_export.py")
-    from guardrl.export import ExportError, ExportOptions, export_checkpoint
+    from guardrl.stages.export.runner import ExportError, ExportOptions, export_checkpoint
 
     with pytest.raises(ExportError, match="weights_only") as info:  # in-process: saves a second CLI start-up
         export_checkpoint(ckpt, tmp_path / "out", ExportOptions(allow_pickle=True))
@@ -57,7 +57,7 @@ def test_pickle_checkpoint_refused_unless_opted_in_and_never_runs_code(tiny_mode
 
 
 def test_engines_on_a_pickle_checkpoint_run_no_code(tiny_model_dir, tmp_path, record):
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
 
     sentinel = tmp_path / "PWNED"
     ckpt = _pickle_checkpoint(tiny_model_dir, tmp_path / "ckpt", sentinel)
@@ -84,9 +84,9 @@ def _remote_code_model(tiny_model_dir: Path, dest: Path, sentinel: Path) -> Path
 
 
 def test_remote_code_never_runs(tiny_model_dir, tmp_path, record, monkeypatch):
-    from guardrl.guard import Guard
-    from guardrl.verl_ext.reward import _token_counter
-    from guardrl.verl_ext.rollout import _load_model
+    from guardrl.integrations.verl.reward import _token_counter
+    from guardrl.integrations.verl.rollout import _load_model
+    from guardrl.stages.serve.api import Guard
 
     sentinel = tmp_path / "RAN"
     model = _remote_code_model(tiny_model_dir, tmp_path / "model", sentinel)
@@ -131,7 +131,7 @@ def test_trust_remote_code_never_enabled_in_code_or_recipes(record):
 
 @pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/name:os.system"])
 def test_yaml_recipe_cannot_construct_python_objects(tmp_path, tag, record):
-    from guardrl.recipe import RecipeError, load_recipe
+    from guardrl.core.recipe import RecipeError, load_recipe
 
     sentinel = tmp_path / "RAN"
     recipe = tmp_path / "augment.yaml"
@@ -163,5 +163,5 @@ def test_no_unsafe_yaml_or_pickle_loading_in_code(record):
     assert hits == [], hits
     record(AREA, "AST scan of guardrl/ and data_prep/ for `yaml.load`, `yaml.unsafe_load`, `yaml.full_load`, "
            "`pickle.load(s)` and `torch.load(weights_only=...)` other than True",
-           "none: recipes go through OmegaConf's safe loader (`guardrl.recipe`), weights through safetensors or "
+           "none: recipes go through OmegaConf's safe loader (`guardrl.core.recipe`), weights through safetensors or "
            "`torch.load(weights_only=True)`", expected="no unsafe loader")

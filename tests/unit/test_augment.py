@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from guardrl.augment import (
+from guardrl.core.augment import (
     SEPARATOR,
     AugmentError,
     choose_layout,
@@ -23,7 +23,7 @@ from guardrl.augment import (
     num_augmented,
     plan_pairs,
 )
-from guardrl.schema import HARMFUL, UNHARMFUL, Sample
+from guardrl.core.schema import HARMFUL, UNHARMFUL, Sample
 
 H, U = HARMFUL, UNHARMFUL
 LABELS = (H, U, None)

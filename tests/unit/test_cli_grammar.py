@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from guardrl.cli import app
-from guardrl.recipe import RecipeError, split_args
+from guardrl.core.recipe import RecipeError, split_args
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny"

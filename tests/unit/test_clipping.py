@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrl import clipping
-from guardrl.clipping import DEFAULT_FLOOR, clip_bound, get_schedule, register_schedule, schedule_names
+from guardrl.core import clipping
+from guardrl.core.clipping import DEFAULT_FLOOR, clip_bound, get_schedule, register_schedule, schedule_names
 
 
 def test_linear_is_the_papers_schedule():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from guardrl.evaluation.report import compare_report, f1_table, markdown_report, ordered_benchmarks
-from guardrl.metrics import Scored, evaluate_sets
+from guardrl.tasks.guard.metrics import Scored, evaluate_sets
+from guardrl.tasks.guard.report import compare_report, f1_table, markdown_report, ordered_benchmarks
 
 H, U = "harmful", "unharmful"
 

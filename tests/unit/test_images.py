@@ -1,4 +1,4 @@
-"""guardrl.images: bombs, truncation, empty files refused with the origin named; re-encode only when needed."""
+"""guardrl.core.images: bombs, truncation, empty files refused with the origin named; re-encode only when needed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from guardrl.images import (
+from guardrl.core.images import (
     ImageError,
     decode_image,
     fit_within,

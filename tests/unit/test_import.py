@@ -13,30 +13,30 @@ import sys
 INTEGRATIONS = ("ray", "verl", "vllm", "torch")
 # module -> extra packages it must not import (the pipeline's progress parser runs without rich)
 PURE: dict[str, tuple[str, ...]] = {
-    "guardrl.pipeline.progress": ("rich",),
+    "guardrl.stages.pipeline.progress": ("rich",),
     "guardrl.core.registry": (),
     "guardrl.core.provenance": (),
     "guardrl.core.shard_reader": (),
-    "guardrl.schema": (),
-    "guardrl.prompts": (),
-    "guardrl.parse": (),
-    "guardrl.rewards": (),
-    "guardrl.clipping": (),
-    "guardrl.augment": (),
-    "guardrl.metrics": (),
-    "guardrl.images": (),
-    "guardrl.typographic": (),
-    "guardrl.traces": (),
-    "guardrl.io.atomic": (),
-    "guardrl.io.shards": (),
-    "guardrl.recipe": (),
-    "guardrl.errors": (),
+    "guardrl.core.schema": (),
+    "guardrl.tasks.guard.prompts": (),
+    "guardrl.tasks.guard.parse": (),
+    "guardrl.tasks.guard.reward": (),
+    "guardrl.core.clipping": (),
+    "guardrl.core.augment": (),
+    "guardrl.tasks.guard.metrics": (),
+    "guardrl.core.images": (),
+    "guardrl.core.typographic": (),
+    "guardrl.tasks.guard.traces": (),
+    "guardrl.core.atomic": (),
+    "guardrl.core.shards": (),
+    "guardrl.core.recipe": (),
+    "guardrl.core.errors": (),
     "guardrl.tasks": (),
     "guardrl.tasks.guard": (),
     "guardrl.generation.base": (),
     # the verl package and its reward adapter stay import-light (verl is imported only by the trainer)
-    "guardrl.verl_ext": (),
-    "guardrl.verl_ext.reward": (),
+    "guardrl.integrations.verl": (),
+    "guardrl.integrations.verl.reward": (),
 }
 
 _CHECK = """
@@ -62,7 +62,7 @@ def test_the_purity_check_names_the_module_that_breaks_it():
     # the same check over a module that does import torch must fail and name it
     import json
 
-    out = subprocess.run([sys.executable, "-c", _CHECK, json.dumps({"guardrl.schema": (), "guardrl.generation.sampling": ()}),
+    out = subprocess.run([sys.executable, "-c", _CHECK, json.dumps({"guardrl.core.schema": (), "guardrl.generation.sampling": ()}),
                           json.dumps(INTEGRATIONS)], capture_output=True, text=True)
     assert out.returncode != 0 and "guardrl.generation.sampling imports ['torch']" in out.stderr
 

@@ -1,4 +1,4 @@
-"""guardrl.metrics: F1 (harmful = positive) and friends checked against scikit-learn and by hand."""
+"""guardrl.tasks.guard.metrics: F1 (harmful = positive) and friends checked against scikit-learn and by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from guardrl.metrics import (
+from guardrl.tasks.guard.metrics import (
     HARMFUL,
     UNHARMFUL,
     Scored,
@@ -153,7 +153,7 @@ def test_compare_is_b_minus_a():
 
 def test_scripted_engine_outputs_through_the_scorer():
     """Metric arithmetic end to end from completions: a scripted 'engine' (fixed texts) is parsed and scored."""
-    from guardrl.evaluation.scoring import EvalItem, score
+    from guardrl.stages.eval.scoring import EvalItem, score
 
     def out(req, resp="None"):
         return f"<think>\nr\n</think>\n<result>\nRequest: {req}\nResponse: {resp}\n</result>"
@@ -248,7 +248,7 @@ def test_recall_by_modality_from_rows():
 
 
 def test_scorer_carries_modality_and_source():
-    from guardrl.evaluation.scoring import EvalItem, modality_of, score
+    from guardrl.stages.eval.scoring import EvalItem, modality_of, score
 
     text = "<think>\nr\n</think>\n<result>\nRequest: harmful\nResponse: None\n</result>"
     png = (b"\x89PNG",)

@@ -10,8 +10,7 @@ import io
 import pytest
 from PIL import Image
 
-from guardrl.guard import Moderation
-from guardrl.serve import HTTPError, ServeLimits
+from guardrl.stages.serve.api import Moderation
 from guardrl.stages.serve.chat_server import ChatLimits, to_prompt
 from guardrl.stages.serve.openai_moderation import (
     GUARD_CATEGORY,
@@ -20,6 +19,7 @@ from guardrl.stages.serve.openai_moderation import (
     moderation_result,
     parse_moderation_input,
 )
+from guardrl.stages.serve.server import HTTPError, ServeLimits
 
 
 def _url(w=30, h=20) -> str:

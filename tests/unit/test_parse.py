@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrl.parse import TAGS, Verdict, format_verdict, is_valid_verdict, parse
+from guardrl.tasks.guard.parse import TAGS, Verdict, format_verdict, is_valid_verdict, parse
 
 GOOD = "<think>\nThe user asks for a bomb recipe.\n</think>\n<result>\nRequest: harmful\nResponse: None\n</result>"
 

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from tqdm import tqdm
 
-from guardrl.pipeline.console import (
+from guardrl.stages.pipeline.console import (
     QUIET_WARNINGS,
     StageConsole,
     count_parameters,
@@ -23,8 +23,8 @@ from guardrl.pipeline.console import (
     quiet_driver_env,
     quiet_env,
 )
-from guardrl.pipeline.progress import StageProgress, clean, split_lines
-from guardrl.pipeline.runner import StageResult, StageSpec, run_pipeline
+from guardrl.stages.pipeline.progress import StageProgress, clean, split_lines
+from guardrl.stages.pipeline.runner import StageResult, StageSpec, run_pipeline
 
 
 def _bar(desc: str, total: int, done: int, **postfix: str) -> list[str]:
@@ -66,7 +66,7 @@ def test_sft_progress_from_log_lines_without_a_bar():
 
 
 def test_reject_progress_counts_shards_and_kept():
-    # the formats of guardrl.reject's log lines
+    # the formats of guardrl.stages.reject.runner's log lines
     p = StageProgress("reject")
     p.feed("INFO reject: 384 prompts from /x/data in 6 work shards (1 already done), k=4")
     assert p.render() == "shards 1/6"

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from guardrl.pipeline.runner import MARKER, StageSpec, fingerprint, hash_tree, read_marker, run_pipeline
+from guardrl.stages.pipeline.runner import (
+    MARKER,
+    StageSpec,
+    fingerprint,
+    hash_tree,
+    read_marker,
+    run_pipeline,
+)
 
 CALLS: list[str] = []
 

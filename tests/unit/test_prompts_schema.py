@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from guardrl.prompts import build_messages, build_verl_prompt, instruction, render_input
-from guardrl.schema import Sample, SchemaError, normalize_label
+from guardrl.core.schema import Sample, SchemaError, normalize_label
+from guardrl.tasks.guard.prompts import build_messages, build_verl_prompt, instruction, render_input
 
 
 def test_instruction_names_both_tasks():

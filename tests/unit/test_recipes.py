@@ -2,7 +2,7 @@
 
 Generic over stages: each YAML must parse with guardrl's safe loader and start with a comment
 naming the command (``make <target>`` or ``guardrl ...``). Stages with a config validator are
-checked with it (SFT: :func:`guardrl.sft.config.from_recipe`); the 3B/7B SFT recipes are further
+checked with it (SFT: :func:`guardrl.stages.sft.config.from_recipe`); the 3B/7B SFT recipes are further
 checked against the real Qwen2.5-VL configs (no weights, no GPU).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from guardrl.recipe import load_recipe
+from guardrl.core.recipe import load_recipe
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 ALL = sorted(RECIPES_DIR.rglob("*.yaml")) + sorted(RECIPES_DIR.rglob("*.yml"))
@@ -39,7 +39,7 @@ def test_recipe_parses_and_has_command_header(path: Path):
 
 @pytest.mark.parametrize("path", SFT, ids=_id)
 def test_sft_recipe_validates(path: Path):
-    from guardrl.sft.config import from_recipe
+    from guardrl.stages.sft.config import from_recipe
 
     cfg = from_recipe(load_recipe(path))
     t = cfg.trainer
@@ -49,8 +49,8 @@ def test_sft_recipe_validates(path: Path):
 
 
 def test_sft_override_typo_is_an_error():
-    from guardrl.recipe import RecipeError
-    from guardrl.sft.config import from_recipe
+    from guardrl.core.recipe import RecipeError
+    from guardrl.stages.sft.config import from_recipe
 
     with pytest.raises(RecipeError, match="lrr"):
         from_recipe(load_recipe(RECIPES_DIR / "tiny" / "sft.yaml", ["optim.lrr=1e-5"]))
@@ -64,8 +64,8 @@ def test_paper_sft_recipes_fit_the_real_models(size: str):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from guardrl.sft.config import from_recipe
-    from guardrl.tiny_model import reference_config
+    from guardrl.models.tiny import reference_config
+    from guardrl.stages.sft.config import from_recipe
 
     cfg = from_recipe(load_recipe(RECIPES_DIR / f"qwen2_5_vl_{size}" / "sft.yaml"))
     assert (cfg.optim.lr, cfg.trainer.epochs, cfg.trainer.global_batch_size, cfg.data.max_seq_len) == (5e-5, 3, 192, 2048)

@@ -8,8 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrl.parse import _LINE, LABELS, TAGS, THINK_CLOSE, THINK_OPEN, Verdict, format_verdict, parse
-from guardrl.rewards import (
+from guardrl.tasks.guard.parse import (
+    _LINE,
+    LABELS,
+    TAGS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    Verdict,
+    format_verdict,
+    parse,
+)
+from guardrl.tasks.guard.reward import (
     RewardConfig,
     compute_reward,
     format_indicator,
@@ -292,7 +301,7 @@ def test_whitespace_words_equals_split(text):
 
 
 def _reference_parse(text):
-    """guardrl.parse.parse as first written (before the fast path): the behaviour to keep."""
+    """guardrl.tasks.guard.parse.parse as first written (before the fast path): the behaviour to keep."""
     if not isinstance(text, str):
         return Verdict(None, None, "", False)
     body = text.strip()
@@ -372,7 +381,7 @@ def test_eco_beta_caps_the_length_gain_of_a_wrong_answer():
     """Eco: beta = 500/3072 ~ 0.1628. max_length 1000, wrong request (r_safety 0):
     default (beta 1): 200 tokens -> -1/0.2^2 = -25; 900 tokens -> -1/0.9^2 = -1.2346 (longer is better);
     Eco: both lengths are above the cap 0.1628 -> -1/0.1628^2 = -37.75 each (no gain for reasoning longer)."""
-    from guardrl.rewards import ECO_BETA
+    from guardrl.tasks.guard.reward import ECO_BETA
 
     default, eco = RewardConfig(max_length=1000), RewardConfig(max_length=1000, beta=ECO_BETA)
     wrong = {n: out(H, None, n) for n in (200, 900)}

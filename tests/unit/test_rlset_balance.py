@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from guardrl.rlset import AugmentConfig, balanced_pool
+from guardrl.stages.augment.runner import AugmentConfig, balanced_pool
 
 H, U = "harmful", "unharmful"
 
@@ -34,9 +34,9 @@ def test_balance_option_is_checked():
 
 
 def test_build_rl_set_balances_the_hard_samples(tmp_path):
-    from guardrl.io.shards import iter_samples, write_samples
-    from guardrl.rlset import build_rl_set
-    from guardrl.schema import Sample
+    from guardrl.core.schema import Sample
+    from guardrl.core.shards import iter_samples, write_samples
+    from guardrl.stages.augment.runner import build_rl_set
 
     # 9 harmful + 3 unharmful requests + 2 response-only rows; share 0: no joined rows (and no Ray)
     labels = [H] * 9 + [U] * 3

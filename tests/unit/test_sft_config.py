@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
-from guardrl.recipe import RecipeError
-from guardrl.sft import config as config_mod
-from guardrl.sft.config import SFTConfig, from_recipe
+from guardrl.core.recipe import RecipeError
+from guardrl.stages.sft import config as config_mod
+from guardrl.stages.sft.config import SFTConfig, from_recipe
 
 
 def test_defaults_are_the_papers_stage_1():
@@ -55,7 +55,7 @@ def test_round_trip_through_a_dict():
 
 
 def test_local_cluster_cpus_shrink_the_per_worker_request():
-    from guardrl.sft.api import _fit_local_cpus
+    from guardrl.stages.sft.api import _fit_local_cpus
 
     cfg = SFTConfig()
     cfg.resources.cpus_per_worker, cfg.resources.num_workers = 2, 1

@@ -3,8 +3,8 @@ most-frequent-gold baseline."""
 
 from __future__ import annotations
 
-from guardrl.schema import Sample
-from guardrl.sft.evaluate import score
+from guardrl.core.schema import Sample
+from guardrl.stages.sft.evaluate import score
 from guardrl.tasks import get_task
 
 

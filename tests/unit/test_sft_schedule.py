@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from guardrl.sft.data import StepSchedule
-from guardrl.sft.schedule import lr_factor, warmup_steps
+from guardrl.stages.sft.data import StepSchedule
+from guardrl.stages.sft.schedule import lr_factor, warmup_steps
 
 
 def test_warmup_steps():
@@ -92,7 +92,7 @@ def _table(rows):
 
 
 def test_balance_weights_by_hand():
-    from guardrl.sft.data import balance_weights
+    from guardrl.stages.sft.data import balance_weights
 
     h, u = "harmful", "unharmful"
     rows = [("text", h, None, None)] * 6 + [("text", u, None, None)] * 2 + [

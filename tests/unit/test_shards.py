@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from guardrl.io.shards import (
+from guardrl.core.schema import ARROW_SCHEMA, Sample
+from guardrl.core.shards import (
     BadInputError,
     ShardError,
     ShardWriter,
@@ -23,7 +24,6 @@ from guardrl.io.shards import (
     verify,
     write_samples,
 )
-from guardrl.schema import ARROW_SCHEMA, Sample
 
 
 def _png(color=(255, 0, 0)) -> bytes:
@@ -127,7 +127,7 @@ def test_reader_rejects_foreign_schema_and_version(tmp_path):
     # a shard with another schema but a matching manifest entry
     name = m["shards"][0]["name"]
     pq.write_table(pa.table({"id": ["x"]}), out / name)
-    from guardrl.io.shards import sha256_file
+    from guardrl.core.shards import sha256_file
 
     m["shards"][0].update(bytes=(out / name).stat().st_size, sha256=sha256_file(out / name))
     (out / "manifest.json").write_text(json.dumps(m))

@@ -6,10 +6,10 @@ import io
 
 from PIL import Image
 
-from guardrl.images import DEFAULT_MAX_PIXELS, decode_image
-from guardrl.parse import parse
-from guardrl.traces import snippet, synthetic_target, topic
-from guardrl.typographic import TextStyle, _font, available_fonts, render_text, style_for, wrap
+from guardrl.core.images import DEFAULT_MAX_PIXELS, decode_image
+from guardrl.core.typographic import TextStyle, _font, available_fonts, render_text, style_for, wrap
+from guardrl.tasks.guard.parse import parse
+from guardrl.tasks.guard.traces import snippet, synthetic_target, topic
 
 
 def test_wrap_fits_width_and_splits_long_words():

@@ -13,7 +13,7 @@ from PIL import Image
 
 from guardrl.generation.base import Prompt, PromptTooLongError, SamplingParams
 from guardrl.generation.vllm import VLLMEngine
-from guardrl.prompts import build_messages
+from guardrl.tasks.guard.prompts import build_messages
 
 
 def _png(w: int, h: int) -> bytes:

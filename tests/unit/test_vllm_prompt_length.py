@@ -21,7 +21,7 @@ def test_one_token_over_is_refused_naming_input_and_limit():
 
 
 def test_is_a_schema_error_like_the_hf_engines():
-    from guardrl.schema import SchemaError
+    from guardrl.core.schema import SchemaError
 
     with pytest.raises(SchemaError):
         check_prompt_length("x", 10, 8, 0)

@@ -26,10 +26,10 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
+from guardrl.core.schema import SchemaError
 from guardrl.generation.base import Prompt, PromptTooLongError, SamplingParams
-from guardrl.schema import SchemaError
-from guardrl.serve import HTTPError, ServeLimits, decode_image_field, read_json_body
 from guardrl.stages.serve.gateway import error_response, sse_events
+from guardrl.stages.serve.server import HTTPError, ServeLimits, decode_image_field, read_json_body
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class ChatLimits:
         max_n: most completions per request.
         max_batch: requests per batched generation.
         batch_wait_ms: how long the first waiting request waits for others to batch with.
-        request: body, image and text limits (:class:`guardrl.serve.ServeLimits`; its ``timeout_s`` too).
+        request: body, image and text limits (:class:`guardrl.stages.serve.server.ServeLimits`; its ``timeout_s`` too).
     """
 
     max_tokens: int = 256

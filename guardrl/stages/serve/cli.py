@@ -26,7 +26,7 @@ def gateway(
 ) -> None:
     """OpenAI-compatible POST /v1/chat/completions that judges the request and the answer with the guard."""
     from guardrl.core.model_folder import resolve_model
-    from guardrl.guard import Guard
+    from guardrl.stages.serve.api import Guard
     from guardrl.stages.serve.gateway import run_gateway
     from guardrl.stages.serve.policy import PolicyError, load_policy
     from guardrl.stages.serve.rewriter import ChatRewriter
@@ -62,8 +62,8 @@ def serve_chat(
 
     from guardrl.core.model_folder import resolve_model
     from guardrl.generation import make_engine
-    from guardrl.serve import ServeLimits
     from guardrl.stages.serve.chat_server import ChatLimits, run_chat_server
+    from guardrl.stages.serve.server import ServeLimits
 
     path = resolve_model(model, what="model")
     api_key = os.environ.get(api_key_env) if api_key_env else None

@@ -5,7 +5,7 @@
 For each chat completion the gateway (policy: :mod:`guardrl.stages.serve.policy`):
 
 1. judges the request -- the text of every user message, joined by blank lines, and their images -- with
-   the guard (in-process, micro-batched by :class:`guardrl.serve.Batcher`);
+   the guard (in-process, micro-batched by :class:`guardrl.stages.serve.server.Batcher`);
 2. blocks a harmful one: a normal ``chat.completion`` whose message is the policy's refusal and whose
    ``finish_reason`` is ``"content_filter"`` (HTTP 200, as OpenAI reports filtered content); or, with a
    rewriter, replaces the last user message's text by the rewrite and forwards that;
@@ -42,12 +42,12 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
-from guardrl.guard import guard_prompt
-from guardrl.serve import Batcher, HTTPError, ServeLimits, read_json_body
+from guardrl.stages.serve.api import guard_prompt
 from guardrl.stages.serve.gateway_metrics import GatewayMetrics
 from guardrl.stages.serve.openai_moderation import ModerationOptions, image_part_bytes
 from guardrl.stages.serve.policy import GatewayPolicy
 from guardrl.stages.serve.rewriter import ChatRewriter, RewriteError
+from guardrl.stages.serve.server import Batcher, HTTPError, ServeLimits, read_json_body
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class PassThrough(Exception):
 
 def create_gateway_app(guard: Any, upstream: str, policy: GatewayPolicy | None = None,
                        rewriter: ChatRewriter | None = None):
-    """The gateway's FastAPI application (``guard``: a :class:`guardrl.guard.Guard`)."""
+    """The gateway's FastAPI application (``guard``: a :class:`guardrl.stages.serve.api.Guard`)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException

@@ -24,7 +24,7 @@ What a binary reasoning guard puts in OpenAI's fields:
 
 ``model`` in the request is accepted and ignored (one guard is served); the response names the served
 guard (``ModerationOptions.model_name``, default the folder's name). Errors are ``guardrl serve``'s JSON
-errors (:mod:`guardrl.serve`).
+errors (:mod:`guardrl.stages.serve.server`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
-from guardrl.guard import guard_prompt
-from guardrl.serve import HTTPError, ServeLimits, _error, decode_image_field, read_json_body
+from guardrl.stages.serve.api import guard_prompt
+from guardrl.stages.serve.server import HTTPError, ServeLimits, _error, decode_image_field, read_json_body
 
 #: OpenAI's moderation categories (omni-moderation), in its order
 OPENAI_CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
@@ -159,7 +159,7 @@ async def parse_moderation_input(doc: Any, limits: ServeLimits,
 
 
 def moderation_result(m: Any, kinds: list[str], options: ModerationOptions) -> dict[str, Any]:
-    """One OpenAI ``results[]`` entry from a guard verdict (:class:`guardrl.guard.Moderation`)."""
+    """One OpenAI ``results[]`` entry from a guard verdict (:class:`guardrl.stages.serve.api.Moderation`)."""
     flagged = m.request == "harmful" or (not m.format_ok and options.flag_unparsed)
     categories = {c: False for c in OPENAI_CATEGORIES} | {GUARD_CATEGORY: flagged}
     return {
@@ -174,7 +174,7 @@ def moderation_result(m: Any, kinds: list[str], options: ModerationOptions) -> d
 
 
 def moderations_router(guard: Any, batcher: Any, limits: ServeLimits, options: ModerationOptions):
-    """The ``/v1/moderations`` route over the server's batcher (:class:`guardrl.serve.Batcher`)."""
+    """The ``/v1/moderations`` route over the server's batcher (:class:`guardrl.stages.serve.server.Batcher`)."""
     from fastapi import APIRouter
 
     router = APIRouter()

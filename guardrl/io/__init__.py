@@ -1,1 +1,0 @@
-"""On-disk helpers: atomic writes, Parquet shards, manifests."""

@@ -1,0 +1,1 @@
+"""Model builders: the tiny random Qwen2.5-VL for tests and the demo."""

@@ -1,0 +1,1 @@
+"""The RL set: hard samples + safety-aware concatenation (``guardrl augment``)."""

@@ -1,0 +1,1 @@
+"""Data stage: converters from public data sets to guardrl Parquet (``guardrl data``)."""

@@ -1,0 +1,1 @@
+"""Checkpoint (SFT or verl FSDP) -> Hugging Face folder + model card (``guardrl export``)."""

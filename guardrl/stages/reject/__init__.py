@@ -1,0 +1,1 @@
+"""Rejection sampling on Ray actors (``guardrl reject``)."""

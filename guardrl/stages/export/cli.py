@@ -40,10 +40,8 @@ def _resolve(args, recipe, allow_pickle, dtype, processor, manifest, eval_result
     dest = out or section.get("out")
     if not ckpt or not dest:
         raise typer.BadParameter("give CHECKPOINT and OUT, or a RECIPE with export.checkpoint and export.out")
-    if not Path(ckpt).expanduser().exists():
-        from guardrl.core.model_folder import ModelFolderError
-
-        raise ModelFolderError(f"{ckpt}: no such checkpoint folder")
+    if not Path(ckpt).expanduser().is_dir():
+        raise typer.BadParameter(f"{ckpt}: no such checkpoint folder (not a directory)")
     opts = ExportOptions(
         dtype=dtype or section.get("dtype", "auto"),
         allow_pickle=allow_pickle or bool(section.get("allow_pickle", False)),

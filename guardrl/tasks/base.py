@@ -13,7 +13,9 @@ test file) is made known to every process, Ray workers included, by naming its m
 Optional hooks the eval stage uses when a task has them (:mod:`guardrl.stages.eval.report`; without them it
 writes one key/value table): ``report_markdown(run_name, metrics, header) -> str``,
 ``compare_markdown(name_a, a, name_b, b) -> str``, ``write_plots(metrics, out_dir, run_name) -> list[Path]``,
-``summary_line(metrics) -> str``; and for the RL trainer's logged names ``reward_metric_names``.
+``summary_line(metrics) -> str``; for the RL trainer's logged names ``reward_metric_names``; and for a task whose
+output is a prompt for another model (the rewriter; ``guardrl rewrite eval``, ``guardrl.Rewriter``)
+``rewritten_prompt(parsed) -> str | None``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from guardrl.core.registry import Registry
 from guardrl.core.schema import Sample
 
 DEFAULT_TASK = "guard"
-BUILTIN_MODULES = ("guardrl.tasks.guard",)
+BUILTIN_MODULES = ("guardrl.tasks.guard", "guardrl.tasks.rewrite")
 TokenCounter = Callable[[str], int]
 
 

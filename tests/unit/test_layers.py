@@ -43,7 +43,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "stages": set(LAYERS),
     "top": set(LAYERS),
 }
-CONCRETE_TASKS = ("guardrl.tasks.guard",)
+CONCRETE_TASKS = ("guardrl.tasks.guard", "guardrl.tasks.rewrite")
 # third-party package -> the module prefixes allowed to import it
 ONLY_IN: dict[str, tuple[str, ...]] = {
     "verl": ("guardrl.integrations.verl",),

@@ -17,7 +17,7 @@ from guardrl.core.recipe import load_recipe
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 ALL = sorted(RECIPES_DIR.rglob("*.yaml")) + sorted(RECIPES_DIR.rglob("*.yml"))
-SFT = [p for p in ALL if p.stem == "sft"]
+SFT = [p for p in ALL if p.stem in ("sft", "rewrite_sft")]
 _COMMAND = re.compile(r"^#.*\b(make [a-z][\w-]*|guardrl [a-z][\w-]*)")
 
 
@@ -26,7 +26,20 @@ def _id(p: Path) -> str:
 
 
 def test_recipes_exist():
-    assert {_id(p) for p in SFT} >= {"tiny/sft.yaml", "qwen2_5_vl_3b/sft.yaml", "qwen2_5_vl_7b/sft.yaml"}
+    assert {_id(p) for p in SFT} >= {"tiny/sft.yaml", "qwen2_5_vl_3b/sft.yaml", "qwen2_5_vl_7b/sft.yaml",
+                                     "tiny/rewrite_sft.yaml", "qwen2_vl_7b/rewrite_sft.yaml",
+                                     "qwen2_5_vl_3b/rewrite_sft.yaml", "qwen2_5_vl_7b/rewrite_sft.yaml"}
+
+
+@pytest.mark.parametrize("path", [p for p in SFT if p.stem == "rewrite_sft"], ids=_id)
+def test_rewrite_sft_recipes_train_the_rewriter(path: Path):
+    from guardrl.stages.sft.config import from_recipe
+    from guardrl.tasks import get_task
+
+    cfg = from_recipe(load_recipe(path))
+    assert cfg.task == "rewrite" and get_task(cfg.task).name == "rewrite"
+    if path.parent.name == "qwen2_vl_7b":  # VLMGuard-R1's rewriter base
+        assert cfg.model.path == "Qwen/Qwen2-VL-7B-Instruct" and cfg.model.dtype == "bfloat16"
 
 
 @pytest.mark.parametrize("path", ALL, ids=_id)

@@ -17,17 +17,52 @@ Pure module.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from guardrl.core.schema import HARMFUL, LABELS
-from guardrl.core.text import one_line, pick, topic
 from guardrl.tasks.guard.parse import TAGS, Verdict, format_verdict
 
 TRACE_KIND = "synthetic-template-v2"
 _SNIPPET_CHARS = 90
 
 
+def _pick(key: str, salt: str, options: tuple[str, ...]) -> str:
+    h = int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:4], "big")
+    return options[h % len(options)]
+
+
 def snippet(text: str, limit: int = _SNIPPET_CHARS) -> str:
     """A one-line excerpt safe to put inside a think block (no tags, no angle brackets)."""
-    return one_line(text, limit, drop=TAGS)
+    s = " ".join(text.split())
+    for tag in TAGS:
+        s = s.replace(tag, " ")
+    s = s.replace("<", "(").replace(">", ")").replace('"', "'")
+    if len(s) > limit:
+        s = s[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
+    return s
+
+
+def topic(category: str | None, label: str | None) -> str | None:
+    """A short human phrase for a source category / harm type.
+
+    ``"cooking_vs_chemical_weapon"`` (a benign/harmful pair) gives ``"chemical weapon"`` for a harmful
+    row and ``"cooking"`` for an unharmful one; ``"A; B; C; D"`` (a harm taxonomy path) keeps the two
+    most specific parts; underscores become spaces.
+    """
+    if not category or not str(category).strip():
+        return None
+    c = str(category).strip()
+    if "_vs_" in c:
+        benign, harmful = c.split("_vs_", 1)
+        c = harmful if label == HARMFUL else benign
+    parts = [p.strip() for p in c.split(";") if p.strip()]
+    if len(parts) > 2:
+        parts = parts[-2:]
+    c = " and ".join(parts)
+    c = re.sub(r"[_\s]+", " ", c).strip().lower()
+    c = c.replace("<", "(").replace(">", ")")
+    return c[:80] or None
 
 
 def synthetic_reasoning(
@@ -50,30 +85,30 @@ def synthetic_reasoning(
     quoted = snippet(request, quote_chars) if quote_chars and request.strip() else ""
     q = f' "{quoted}"' if quoted else ""
     if modality == "text":
-        step1 = pick(key, "s1t", (
+        step1 = _pick(key, "s1t", (
             f"The human user writes a text request{q}.",
             f"The request from the human user is text{q}.",
         ))
     elif modality == "image":
-        step1 = pick(key, "s1i", (
+        step1 = _pick(key, "s1i", (
             f"The request is an image with no text; the image shows written text{q}.",
             f"There is only an image. It contains typed text{q}.",
         ))
     else:
-        step1 = pick(key, "s1ti", (
+        step1 = _pick(key, "s1ti", (
             f"The text points to the image, which contains written text{q}. The image carries the request.",
             f"The user asks about the image; its text{q} is the real request.",
         ))
     t = topic(category, label_request)
     if label_request == HARMFUL:
-        step2 = pick(key, "s2h", (
+        step2 = _pick(key, "s2h", (
             f"This asks for help with {t}, which could cause real harm to people." if t else
             "This asks for content that could cause real harm to people.",
             f"The request concerns {t}; fulfilling it could enable harm or abuse." if t else
             "Fulfilling this request could enable harm or abuse.",
         ))
     else:
-        step2 = pick(key, "s2u", (
+        step2 = _pick(key, "s2u", (
             f"This is an ordinary request about {t} with no intent to cause harm." if t else
             "This is an ordinary request with no intent to cause harm.",
             f"The topic is {t}; nothing here seeks dangerous or abusive content." if t else
@@ -84,12 +119,12 @@ def synthetic_reasoning(
     else:
         rq = f' "{snippet(response, max(quote_chars // 2, 16))}"' if quote_chars else ""
         if label_response == HARMFUL:
-            step3 = pick(key, "s3h", (
+            step3 = _pick(key, "s3h", (
                 f"The AI assistant answers{rq}. It goes along with the request and gives content that could cause harm.",
                 f"The AI response{rq} provides harmful content instead of refusing.",
             ))
         else:
-            step3 = pick(key, "s3u", (
+            step3 = _pick(key, "s3u", (
                 f"The AI assistant answers{rq}. The answer contains nothing harmful.",
                 f"The AI response{rq} is safe: it refuses or helps without causing harm.",
             ))

@@ -1,8 +1,10 @@
 """The rewrite task (VLMGuard-R1): read a user's prompt (text, images), reason in three stages, rewrite it.
 
 Output format, parser and formatter: :mod:`guardrl.tasks.rewrite.parse`; prompt templates:
-:mod:`guardrl.tasks.rewrite.prompts`; the templated teacher: :mod:`guardrl.tasks.rewrite.traces`; metrics of the
-rewriter's own output: :mod:`guardrl.tasks.rewrite.metrics`. How a rewrite changes a target VLM's answers is
+:mod:`guardrl.tasks.rewrite.prompts`; metrics of the
+rewriter's own output: :mod:`guardrl.tasks.rewrite.metrics`. Training rows come from ``guardrl rewrite synth`` (a
+teacher VLM in three stages, or on a CPU its templated teacher), which assembles each target with
+:meth:`RewriteTask.assemble_target`. How a rewrite changes a target VLM's answers is
 measured by ``guardrl rewrite eval``, which looks this task up by name.
 
 Rows (:class:`~guardrl.core.schema.Sample`): ``request`` + ``images`` = the user's prompt; ``label_request``
@@ -18,10 +20,9 @@ from typing import Any
 from guardrl.core.schema import Sample
 from guardrl.tasks.base import Judgement, TokenCounter, register_task
 from guardrl.tasks.rewrite.metrics import RewriteScored, evaluate_sets
-from guardrl.tasks.rewrite.parse import ParsedRewrite, format_rewrite, parse_rewrite
+from guardrl.tasks.rewrite.parse import ParsedRewrite, RewriteOutput, format_rewrite, parse_rewrite
 from guardrl.tasks.rewrite.prompts import build_messages
 from guardrl.tasks.rewrite.reward import RewriteRewardConfig, compute_reward
-from guardrl.tasks.rewrite.traces import synthetic_output
 
 __all__ = ["REWRITE", "RewriteTask"]
 
@@ -81,8 +82,22 @@ class RewriteTask:
         return f"rewrite parse rate {100 * mean:.1f}%"
 
     def synthetic_target(self, sample: Sample, key: str) -> str | None:
-        out = synthetic_output(sample, key)
-        return format_rewrite(out) if out is not None else None
+        """None: the rewriter's targets are synthesised stage by stage by ``guardrl rewrite synth`` (its
+        templated teacher on a CPU), not written from a row's labels here."""
+        return None
+
+    # hook of the synthesis stage (guardrl.stages.rewrite.synth): the three stage texts + the rewrite -> target
+    def assemble_target(self, parts: Mapping[str, str]) -> str:
+        """``format_rewrite`` of the stages' outputs (keys ``hindsight``, ``risk``, ``optimise``, ``rewrite``).
+
+        Raises:
+            ValueError: a part is missing, empty or would not parse back (a tag or a heading inside).
+        """
+        missing = [k for k in ("hindsight", "risk", "optimise", "rewrite") if not str(parts.get(k) or "").strip()]
+        if missing:
+            raise ValueError(f"rewrite target: missing or empty part(s) {missing}")
+        return format_rewrite(RewriteOutput(*(str(parts[k]).strip() for k in ("hindsight", "risk", "optimise",
+                                                                                "rewrite"))))
 
     # optional hook of `guardrl rewrite eval` and guardrl.Rewriter: the prompt the target VLM answers instead
     def rewritten_prompt(self, parsed: ParsedRewrite | str) -> str | None:

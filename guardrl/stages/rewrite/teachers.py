@@ -15,8 +15,10 @@ request, its reference responses, category and the earlier stages' outputs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -158,12 +160,16 @@ def make_teacher(kind: str, name: str | None = None, model: str | None = None, e
 
 def _load_class(spec: str) -> type[Teacher]:
     mod_name, _, attr = spec.rpartition(":")
-    if mod_name.endswith(".py"):
-        s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
-        if s is None or s.loader is None:
-            raise ValueError(f"teacher {spec!r}: cannot load {mod_name}")
-        module = importlib.util.module_from_spec(s)
-        s.loader.exec_module(module)
+    if mod_name.endswith(".py"):  # loaded once per process, under a name derived from its path
+        key = f"guardrl_teacher_{hashlib.sha256(str(Path(mod_name).resolve()).encode()).hexdigest()[:12]}"
+        module = sys.modules.get(key)
+        if module is None:
+            s = importlib.util.spec_from_file_location(key, mod_name)
+            if s is None or s.loader is None:
+                raise ValueError(f"teacher {spec!r}: cannot load {mod_name}")
+            module = importlib.util.module_from_spec(s)
+            sys.modules[key] = module
+            s.loader.exec_module(module)
     else:
         module = importlib.import_module(mod_name)
     cls = getattr(module, attr, None)

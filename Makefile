@@ -148,3 +148,7 @@ bench-gpu: install $(BENCH_SITE)/trl-$(TRL_PIN).dist-info  ## GPU part (3B SFT t
 
 clean:  ## remove build and run outputs (keeps .venv)
 	rm -rf outputs runs .pytest_cache build *.egg-info
+
+.PHONY: synth
+synth: install  ## rewriter data synthesis (3 teacher stages, Ray actors): make synth RECIPE=recipes/tiny/rewrite_synth.yaml (rerun resumes)
+	$(GUARDRL) rewrite synth run $(or $(RECIPE),recipes/tiny/rewrite_synth.yaml) $(ARGS)

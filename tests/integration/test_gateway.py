@@ -1,5 +1,7 @@
 """``guardrl gateway`` on a real chain on 127.0.0.1: the ``openai`` client -> gateway (keyword guard judging)
--> ``guardrl serve-chat`` of the scripted VLM (tests/integration/serving_models.py), which is also the rewriter.
+-> the scripted VLM (tests/integration/serving_models.py), which is also the rewriter, served by
+``guardrl serve-chat`` and, where vLLM is installed, by a real ``vllm serve`` (the tests that take ``upstream`` run
+against both; the ``vllm-serve`` ones are marked ``vllm`` and skip, with the reason, without vLLM).
 
 Every step is predictable: the guard calls a text harmful iff it holds bomb / poison / weapon / malware, and the
 scripted VLM answers "tell me about a garden" with "here is how to use a poison" (a harmless request, a harmful
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -17,7 +20,7 @@ import threading
 
 import httpx
 import pytest
-from server_support import free_port, server_process, uvicorn_thread
+from server_support import VLLM_MISSING, free_port, server_process, uvicorn_thread, vllm_server
 from serving_models import CHAT_SCRIPT, keyword_guard
 
 from guardrl.stages.serve.policy import GatewayPolicy
@@ -44,10 +47,26 @@ def chat_server(model_dir, tmp_path, port: int | None = None):
         yield f"http://127.0.0.1:{port}/v1", proc
 
 
-@pytest.fixture(scope="module")
-def upstream(scripted_vlm_dir, tmp_path_factory):
-    """The scripted VLM, served; every script line checked through the real server before a test relies on it."""
-    with chat_server(scripted_vlm_dir, tmp_path_factory.mktemp("upstream")) as (url, _), \
+@contextlib.contextmanager
+def served_upstream(kind: str, model_dir, tmp_path):
+    """The scripted VLM behind ``guardrl serve-chat`` or ``vllm serve`` (same name, same API key); yields its URL."""
+    if kind == "vllm-serve":
+        with vllm_server(model_dir, tmp_path / "vllm.log", MODEL, KEY) as url:
+            yield url
+    else:
+        with chat_server(model_dir, tmp_path) as (url, _):
+            yield url
+
+
+VLLM_SERVE = pytest.param("vllm-serve", marks=[  # skipped at collection: no model is trained for it
+    pytest.mark.vllm, pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason=VLLM_MISSING)])
+
+
+@pytest.fixture(scope="module", params=["serve-chat", VLLM_SERVE])
+def upstream(request, scripted_vlm_dir, tmp_path_factory):
+    """The scripted VLM, served; every script line checked through the real server before a test relies on it
+    (for ``vllm serve``: its greedy answers are the HF engine's, token for token)."""
+    with served_upstream(request.param, scripted_vlm_dir, tmp_path_factory.mktemp("upstream")) as url, \
             openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120) as c:
         for q, a in CHAT_SCRIPT.items():
             got = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": q}], max_tokens=24,

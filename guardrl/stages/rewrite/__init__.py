@@ -1,0 +1,1 @@
+"""``guardrl rewrite``: the VLMGuard-R1 prompt rewriter -- synthesis, evaluation, use."""

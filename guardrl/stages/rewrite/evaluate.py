@@ -86,10 +86,11 @@ class RewriteEvalConfig:
     limit: int | None = None
     batch_size: int = 8
     refusal_text: str = REFUSAL_TEXT
+    guard_task: str = "guard"
 
 
 SECTION_KEYS = frozenset({"out", "run_name", "task", "task_modules", "rewriter", "targets", "guard", "judge",
-                          "benchmarks", "limit", "batch_size", "refusal_text"})
+                          "benchmarks", "limit", "batch_size", "refusal_text", "guard_task"})
 MODEL_KEYS = frozenset({"name", "model", "engine", "engine_kwargs", "sampling"})
 
 
@@ -153,7 +154,8 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
         rewriter=_model_spec(section["rewriter"], f"{where}.rewriter", "rewriter", 512), targets=specs,
         guard=_model_spec(section["guard"], f"{where}.guard", "guard", 512), judge=judge or None, benchmarks=benches,
         limit=int(limit) if limit is not None else None, batch_size=int(section.get("batch_size") or 8),
-        refusal_text=str(section.get("refusal_text") or REFUSAL_TEXT))
+        refusal_text=str(section.get("refusal_text") or REFUSAL_TEXT),
+        guard_task=str(section.get("guard_task") or "guard"))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -284,7 +286,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     task = get_task(cfg.task, cfg.task_modules)
-    guard_task = get_task("guard")
+    guard_task = get_task(cfg.guard_task, cfg.task_modules)
     benches = load_benchmarks(cfg.benchmarks, cfg.limit)
     items = [(f"{b}::{s.id}", b, s) for b, ss in benches.items() for s in ss]
     by_key = {k: (b, s) for k, b, s in items}
@@ -329,7 +331,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     # 3. the guard on every answer (the refuse-all answers once per input, shared by the targets)
     answers_hash = hashlib.sha256(json.dumps({a: r.get("answer") for a, r in answers.items()},
                                              sort_keys=True).encode()).hexdigest()
-    gcache = PhaseCache(out, "guard", {"answers": answers_hash, **cfg.guard.key()})
+    gcache = PhaseCache(out, "guard", {"answers": answers_hash, "task": cfg.guard_task, **cfg.guard.key()})
 
     def guard_done(k: str, c: Any) -> dict[str, Any]:
         if isinstance(c, BaseException):
@@ -343,7 +345,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
         if rec.get("answer") is None:
             continue
         s = by_key[ak.split("|", 2)[2]][1]
-        gtodo.append((ak, guard_prompt(s.request, rec["answer"], s.images, ak)))
+        gtodo.append((ak, guard_prompt(s.request, rec["answer"], s.images, ak, cfg.guard_task)))
     _run_phase(gcache, gtodo, lambda: build_engine(cfg.guard), cfg.guard.sampling, cfg.batch_size,
                guard_done, "guard")
 

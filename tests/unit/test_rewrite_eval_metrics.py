@@ -127,3 +127,18 @@ def test_config_validation():
 def test_target_messages():
     assert target_messages("hi", 2) == ({"role": "user", "content": [{"type": "image"}, {"type": "image"},
                                                                      {"type": "text", "text": "hi"}]},)
+
+
+def test_rewrite_eval_recipes_validate():
+    from pathlib import Path
+
+    from guardrl.core.recipe import load_recipe, to_container
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes").rglob("rewrite_eval.yaml"))
+    assert {p.parent.name for p in recipes} >= {"tiny", "qwen2_vl_7b"}
+    for p in recipes:
+        cfg = config_from_section(to_container(load_recipe(p))["rewrite_eval"], where=str(p))
+        assert cfg.task == "rewrite" and cfg.targets and cfg.benchmarks
+    big = config_from_section(to_container(load_recipe(recipes[0] if recipes[0].parent.name != "tiny" else
+                                                         recipes[1]))["rewrite_eval"])
+    assert big.judge is not None and big.judge.model == "gpt-4o" and big.judge.api_key_env == "OPENAI_API_KEY"

@@ -8,7 +8,7 @@ Upstream: ``data/question/safebench.csv`` (500 rows) and ``SafeBench-Tiny.csv`` 
 (``category_id``, ``task_id``) is ``query_{dataset}_{category_id}_{task_id}_6.png`` (``data/images/SafeBench/``
 from the authors' ``screenshots.zip``; ``data/images/SafeBench-Tiny/`` is in git). ``--src`` is the folder (reads
 ``safebench.csv``) or one CSV; ``--images`` defaults to the ``SafeBench/`` or ``SafeBench-Tiny/`` folder beside
-the CSV when there is one. The text prompt is FigStep's fixed incitement (:data:`FIGSTEP_PROMPT`, the authors'
+the CSV or, in a clone of the repository, in ``data/images/`` (the CSVs are in ``data/question/``). The text prompt is FigStep's fixed incitement (:data:`FIGSTEP_PROMPT`, the authors'
 README, section 2.1): the harmful instruction is only in the image. Every row is ``label_request = "harmful"``;
 ``source`` is ``FigStep`` or ``FigStep-Tiny``; ``category`` = ``category_name``; the original ``question`` and
 ``instruction`` go into provenance.
@@ -34,9 +34,9 @@ def _rows(where, rec, path, *, images, on_missing):
     cat, task = text(rec, "category_id", where), text(rec, "task_id", where)
     ds = text(rec, "dataset", where)
     tiny = _is_tiny(path)
-    if images is None:
-        beside = path.parent / ("SafeBench-Tiny" if tiny else "SafeBench")
-        images = beside if beside.is_dir() else None
+    if images is None:  # beside the CSV (the real-benchmarks copy), or the repository's data/images/<name>/
+        name = "SafeBench-Tiny" if tiny else "SafeBench"
+        images = next((d for d in (path.parent / name, path.parent.parent / "images" / name) if d.is_dir()), None)
     ref = f"query_{ds}_{cat}_{task}_6.png"
     img = load_image(images, ref, where, on_missing=on_missing)
     if isinstance(img, Skip):

@@ -142,6 +142,18 @@ def test_figstep_tiny_converts_for_real(tmp_path):
     assert len({s.provenance["category"] for s in rows}) == 10
 
 
+def test_figstep_tiny_in_the_repository_layout(tmp_path):
+    # a clone of ThuCCSLab/FigStep: data/question/SafeBench-Tiny.csv, data/images/SafeBench-Tiny/*.png
+    q, im = tmp_path / "data" / "question", tmp_path / "data" / "images" / "SafeBench-Tiny"
+    q.mkdir(parents=True)
+    im.mkdir(parents=True)
+    (q / "SafeBench-Tiny.csv").write_bytes((REAL / "figstep" / "SafeBench-Tiny.csv").read_bytes())
+    for p in sorted((REAL / "figstep" / "SafeBench-Tiny").glob("*.png"))[:5]:
+        (im / p.name).write_bytes(p.read_bytes())
+    m = read_manifest(figstep.convert(q / "SafeBench-Tiny.csv", tmp_path / "out"))
+    assert (m["num_rows"], m["skipped"]["total"]) == (5, 45)
+
+
 def test_figstep_full_500_with_the_tiny_images_only(tmp_path):
     out = figstep.convert(REAL / "figstep", tmp_path / "full", images=REAL / "figstep" / "SafeBench-Tiny")
     m = read_manifest(out)

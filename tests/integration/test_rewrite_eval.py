@@ -56,6 +56,10 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
     # a random tiny rewriter writes no parsable rewrite: every input falls back to its own prompt, counted
     assert m["rewrite/FigStep-Tiny/rewrite_fallbacks"] == 2 and m["rewrite/VLGuard-test/rewrite_fallbacks"] == 4
     assert m["rewrite/FigStep-Tiny/rewrite_format_ok"] == 0.0
+    # VLGuard's subsets are reported apart too; FigStep-Tiny has one subset, so no breakdown
+    assert m["rewrite/tiny/VLGuard-test[safe_safe]/original/n_benign"] == 2
+    assert m["rewrite/tiny/VLGuard-test[safe_unsafe]/original/n_harmful"] == 2
+    assert not any("FigStep-Tiny[" in k for k in m)
     # the refuse-all baseline refuses everything and is never helpful
     assert m["rewrite/tiny/VLGuard-test/refuse_all/refusal"] == 1.0
     assert m["rewrite/tiny/VLGuard-test/refuse_all/helpfulness"] == 0.0
@@ -68,6 +72,8 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
     # the figures are the predictions' figures
     recs = [AnswerRecord(p["target"], p["benchmark"], p["arm"], p["label"] == "harmful", p["guard_response"],
                          p["refused"], not p["answer"].strip()) for p in preds]
+    recs += [AnswerRecord(r.target, f"VLGuard-test[{p['subset']}]", r.arm, r.harmful_input, r.guard_response,
+                          r.refused, r.empty) for r, p in zip(recs, preds, strict=True) if p["benchmark"] == "VLGuard-test"]
     again = answer_metrics(recs)
     assert {k: v for k, v in m.items() if k in again} == again
     md = (out / "results.md").read_text()

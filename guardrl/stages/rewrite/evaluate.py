@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +370,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
 
     # 5. records, metrics, report
     records: list[AnswerRecord] = []
+    rec_keys: list[str] = []
     preds: list[dict[str, Any]] = []
     errors: dict[str, float] = {}
     for t in cfg.targets:
@@ -395,14 +396,21 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
                                  guard_response=g.get("response"), refused=is_refusal(ans), empty=is_empty(ans),
                                  judge=parts, judge_failures=fails)
                 records.append(r)
+                rec_keys.append(k)
                 preds.append({"target": t.name, "benchmark": bench, "arm": arm, "id": s.id, "source": s.source,
                               "subset": s.provenance.get("subset"), "label": s.label_request,
                               "prompt": cfg.refusal_text if arm == "refuse_all" else prompt_text(arm, k),
                               "rewrite_ok": rw.records[k]["format_ok"], "answer": ans,
                               "guard_response": r.guard_response, "refused": r.refused, "judge": parts,
                               "judge_failures": fails})
-    metrics = {**answer_metrics(records), **errors,
-               **rewrite_metrics([(by_key[k][0], bool(rw.records[k]["format_ok"])) for k in ids])}
+    # a benchmark of several subsets (VLGuard's safe_safe / safe_unsafe / unsafe, MM-SafetyBench's SD / SD_TYPO /
+    # TYPO) is also reported per subset, as "<benchmark>[<subset>]"
+    subsets = {b: sorted({str(s.provenance.get("subset")) for s in ss}) for b, ss in benches.items()}
+    sub_of = {k: f"{b}[{s.provenance.get('subset')}]" for k, (b, s) in by_key.items() if len(subsets[b]) > 1}
+    by_subset = [replace(r, benchmark=sub_of[k]) for r, k in zip(records, rec_keys, strict=True) if k in sub_of]
+    rw_rows = [(by_key[k][0], bool(rw.records[k]["format_ok"])) for k in ids]
+    rw_rows += [(sub_of[k], bool(rw.records[k]["format_ok"])) for k in ids if k in sub_of]
+    metrics = {**answer_metrics([*records, *by_subset]), **errors, **rewrite_metrics(rw_rows)}
     results = {"run_name": cfg.run_name, "task": cfg.task, "metrics": metrics,
                "config": json.loads(json.dumps(asdict(cfg), default=str)),
                "benchmarks": {b: len(ss) for b, ss in benches.items()},

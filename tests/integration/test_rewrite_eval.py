@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
+from judge_server import JudgeHandler, judge_endpoint
 from PIL import Image
 
-from data_prep import figstep, vlguard_test
+from data_prep import figstep, siuo, vlguard_test
 from guardrl.stages.rewrite import evaluate as ev
 from guardrl.stages.rewrite.metrics import AnswerRecord, answer_metrics
 
@@ -30,7 +31,9 @@ def benches(tmp_path_factory) -> list[dict]:
         (images / r["image"]).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (32, 24), (90, 140, 200)).save(images / r["image"])
     vg = vlguard_test.convert(REAL / "vlguard", root / "VLGuard-test", images=images, limit=2, on_bad="error")
-    return [{"path": str(fs)}, {"path": str(vg)}]
+    Image.new("RGB", (32, 24), (200, 60, 60)).save(images / "S-01.png")
+    su = siuo.convert(REAL / "siuo", root / "SIUO", images=images, limit=1)
+    return [{"path": str(fs)}, {"path": str(vg)}, {"path": str(su)}]
 
 
 def _cfg(tiny_model_dir, benches, out: Path) -> ev.RewriteEvalConfig:
@@ -49,7 +52,7 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
     m = res["metrics"]
     # FigStep-Tiny: 2 harmful inputs; VLGuard test rows 0-1: two safe images, each a safe_safe (benign) and a
     # safe_unsafe (harmful) prompt = 2 harmful + 2 benign
-    assert res["benchmarks"] == {"FigStep-Tiny": 2, "VLGuard-test": 4}
+    assert res["benchmarks"] == {"FigStep-Tiny": 2, "VLGuard-test": 4, "SIUO": 1}
     for arm in ("original", "rewritten", "refuse_all"):
         assert m[f"rewrite/tiny/FigStep-Tiny/{arm}/n_harmful"] == 2
         assert (m[f"rewrite/tiny/VLGuard-test/{arm}/n_harmful"], m[f"rewrite/tiny/VLGuard-test/{arm}/n_benign"]) == (2, 2)
@@ -64,7 +67,7 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
     assert m["rewrite/tiny/VLGuard-test/refuse_all/refusal"] == 1.0
     assert m["rewrite/tiny/VLGuard-test/refuse_all/helpfulness"] == 0.0
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 3 * 6
+    assert len(preds) == 3 * 7
     for p in preds:
         if p["arm"] == "rewritten":  # fell back: the original prompt was sent
             orig = next(q for q in preds if q["arm"] == "original" and q["id"] == p["id"])
@@ -98,3 +101,20 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
     cfg3 = ev.RewriteEvalConfig(**{**cfg3.__dict__, "refusal_text": "I will not do that."})
     ev.run_rewrite_eval(cfg3)
     assert built == ["guard"]
+
+    # the benchmarks' judges over an OpenAI-compatible endpoint: only SIUO has a protocol here (safety +
+    # effectiveness); adding a judge loads no model, and its figures sit beside the guard's
+    built.clear()
+    with judge_endpoint() as url:
+        before = len(JudgeHandler.seen)
+        cfg4 = ev.RewriteEvalConfig(**{**cfg3.__dict__, "judge": ev.JudgeConfig(base_url=url, model="judge-m",
+                                                                                  timeout=10, max_retries=0)})
+        m4 = ev.run_rewrite_eval(cfg4)["metrics"]
+        assert len(JudgeHandler.seen) - before == 3 * 2  # 3 prompts (original, rewritten, refuse-all) x 2 protocols
+    assert built == []
+    for arm in ("original", "rewritten", "refuse_all"):
+        assert m4[f"rewrite/tiny/SIUO/{arm}/siuo_safe"] == 1.0 and m4[f"rewrite/tiny/SIUO/{arm}/siuo_safe_n"] == 1
+        assert m4[f"rewrite/tiny/SIUO/{arm}/siuo_effective"] == 1.0
+        assert m4[f"rewrite/tiny/SIUO/{arm}/judge_failures"] == 0
+    assert not any(k.startswith("rewrite/tiny/FigStep-Tiny/") and "siuo" in k for k in m4)
+    assert "siuo_safe %" in (out / "results.md").read_text()

@@ -88,7 +88,8 @@ def write_plot(results: Mapping[str, Any], out: Path) -> Path:
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, arm in enumerate(ARMS):
             vals = [100 * m.get(f"rewrite/{t}/{b}/{arm}/{metric}", 0.0) for t, b in cells]
-            ax.bar([c + (i - 1) * width for c in range(len(cells))], vals, width, label=ARM_LABEL[arm])
+            bars = ax.bar([c + (i - 1) * width for c in range(len(cells))], vals, width, label=ARM_LABEL[arm])
+            ax.bar_label(bars, fmt="%.0f", fontsize=6)
         ax.set_xticks(range(len(cells)), [f"{t}\n{b}" for t, b in cells], fontsize=7)
         ax.set_ylim(0, 100)
         ax.set_ylabel(f"{metric} %")

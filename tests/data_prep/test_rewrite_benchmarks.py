@@ -200,3 +200,17 @@ def test_cli_takes_images(tmp_path, siuo_images, capsys):
     siuo.main(["--src", str(REAL / "siuo"), "--images", str(siuo_images), "--out", str(tmp_path / "o"),
                "--limit", "3"])
     assert "wrote" in capsys.readouterr().out and read_manifest(tmp_path / "o")["num_rows"] == 3
+
+
+def test_guardrl_data_convert_passes_images(tmp_path, siuo_images):
+    from typer.testing import CliRunner
+
+    from guardrl.cli import app
+
+    r = CliRunner().invoke(app, ["data", "convert", "siuo", "--src", str(REAL / "siuo"), "--out", str(tmp_path / "o"),
+                                 "--images", str(siuo_images), "--limit", "2"])
+    assert r.exit_code == 0, r.output
+    assert read_manifest(tmp_path / "o")["num_rows"] == 2
+    r = CliRunner().invoke(app, ["data", "convert", "simple_safety_tests", "--src", str(REAL / "simple-safety-tests"),
+                                 "--out", str(tmp_path / "p"), "--images", str(siuo_images)])
+    assert r.exit_code == 2 and "takes no --images" in r.output

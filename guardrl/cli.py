@@ -66,6 +66,7 @@ def _register_subcommands() -> None:
         ("export", "guardrl.stages.export.cli"),
         ("eval", "guardrl.stages.eval.cli"),
         ("pipeline", "guardrl.stages.pipeline.cli"),
+        ("rewrite", "guardrl.stages.rewrite.cli"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -77,14 +77,15 @@ class Rewriter:
         engine: any :class:`~guardrl.generation.base.GenerationEngine`.
         sampling: generation settings (greedy, 512 new tokens by default).
         model_path: for display.
-        task: the registered task the model was trained with (default ``rewrite``).
+        task: the registered task the model was trained with (default ``rewrite``); ``task_modules``: modules or
+            ``.py`` paths that register a task defined outside guardrl.
     """
 
     MAX_TEXT_CHARS = 32_000
 
     def __init__(self, engine: GenerationEngine, sampling: SamplingParams | None = None, model_path: str = "",
-                 task: str = "rewrite", max_text_chars: int = MAX_TEXT_CHARS) -> None:
-        self.task = get_task(task)
+                 task: str = "rewrite", max_text_chars: int = MAX_TEXT_CHARS, task_modules: Sequence[str] = ()) -> None:
+        self.task = get_task(task, task_modules)
         self.engine = engine
         self.sampling = sampling or SamplingParams(max_new_tokens=512)
         self.model_path = model_path
@@ -93,7 +94,7 @@ class Rewriter:
     @classmethod
     def from_pretrained(cls, path: str | Path, engine: str = "auto", *, max_new_tokens: int = 512,
                         temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, task: str = "rewrite",
-                        **engine_kwargs: Any) -> Rewriter:
+                        task_modules: Sequence[str] = (), **engine_kwargs: Any) -> Rewriter:
         """Load a rewriter folder (an SFT output's ``hf/``, an export, or ``hf:<org>/<name>``).
 
         Raises:
@@ -104,7 +105,8 @@ class Rewriter:
 
         path = resolve_model(path, what="rewriter model")
         sampling = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-        return cls(make_engine(path, engine=engine, **engine_kwargs), sampling, str(path), task=task)
+        return cls(make_engine(path, engine=engine, **engine_kwargs), sampling, str(path), task=task,
+                   task_modules=task_modules)
 
     def prompt(self, text: str, images: Iterable[ImageLike] = (), id: str = "query") -> Prompt:
         """The engine input for one request (images validated).

@@ -42,6 +42,8 @@ def prompt_command(
     engine: str = typer.Option("auto", help="auto | hf | vllm."),
     max_new_tokens: int = typer.Option(512, help="Generation cap."),
     batch_size: int = typer.Option(8, help="Requests per batched generation (--jsonl)."),
+    task: str = typer.Option("rewrite", help="The task the rewriter was trained with."),
+    task_module: list[str] = typer.Option([], "--task-module", help="Module / .py file registering that task."),
 ) -> None:
     """Rewrite one request (TEXT, --image) or a JSONL file of them; prints one JSON line each
     (original, rewrite, prompt = what to send, format_ok, analysis). A row that cannot be rewritten (unreadable
@@ -72,7 +74,10 @@ def prompt_command(
                           "images": [jsonl.parent / p for p in imgs]})
     else:
         items.append({"id": "cli", "text": text or "", "images": list(image)})
-    rewriter = Rewriter.from_pretrained(model, engine=engine, max_new_tokens=max_new_tokens)
+    from guardrl.tasks import task_modules
+
+    rewriter = Rewriter.from_pretrained(model, engine=engine, max_new_tokens=max_new_tokens, task=task,
+                                        task_modules=task_modules(task_module))
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     failed = 0
     try:

@@ -29,6 +29,12 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "saferlhf": ("data_prep.saferlhf", "PKU-SafeRLHF test (response)"),
     "beavertails": ("data_prep.beavertails", "BeaverTails 30k test (response)"),
     "xstest_response": ("data_prep.xstest_response", "XSTest-Response response_harmfulness (response)"),
+    # the rewriter's evaluation benchmarks (task `rewrite`; images from the user's download, --images DIR)
+    "siuo": ("data_prep.siuo", "SIUO siuo_gen.json, safe inputs but unsafe output (rewrite eval, 167)"),
+    "mm_safetybench": ("data_prep.mm_safetybench",
+                       "MM-SafetyBench processed_questions x SD / SD_TYPO / TYPO (rewrite eval, 1,680 x 3)"),
+    "figstep": ("data_prep.figstep", "FigStep SafeBench CSV + typographic images (rewrite eval, 500; Tiny 50)"),
+    "vlguard_test": ("data_prep.vlguard_test", "VLGuard test.json: safe_safe / safe_unsafe / unsafe (rewrite eval)"),
 }
 
 

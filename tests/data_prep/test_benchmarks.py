@@ -80,6 +80,8 @@ CASES = {
 }
 SKIPPED = {"aegis": 1, "wildguardtest": 1, "toxicchat": 1, "harmbench_prompt": 1}
 NOT_SINGLE = ("guard_mini", "guardreasoner_vltrain", "guardreasoner_benchmark")  # tested in their own files
+# the rewriter's evaluation benchmarks: tests/data_prep/test_rewrite_benchmarks.py (on the real files)
+NOT_SINGLE += ("siuo", "mm_safetybench", "figstep", "vlguard_test")
 
 
 def test_every_benchmark_converter_has_a_case():

@@ -1,1 +1,1 @@
-"""The rewriter's stages (VLMGuard-R1): data synthesis (``guardrl rewrite synth``)."""
+"""``guardrl rewrite``: the VLMGuard-R1 prompt rewriter -- data synthesis, evaluation, use."""

@@ -1,10 +1,15 @@
-"""``guardrl rewrite``: the prompt rewriter (VLMGuard-R1): ``synth`` (training data from a teacher)."""
+"""``guardrl rewrite``: the prompt rewriter (VLMGuard-R1): ``synth run|config`` (training data from a teacher),
+``eval`` and ``prompt`` (:mod:`.commands`)."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="The reasoning prompt rewriter (VLMGuard-R1).")
+from guardrl.stages.rewrite.commands import register
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="The reasoning prompt rewriter (VLMGuard-R1): synthesise its data, evaluate it, rewrite prompts.")
+register(app)
 synth_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Synthesise the rewriter's SFT data with a teacher (3 stages, Ray actors, resumable).")
 app.add_typer(synth_app, name="synth")

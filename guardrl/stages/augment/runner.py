@@ -67,7 +67,7 @@ class AugmentConfig:
     task: str = DEFAULT_TASK  # the recipe's top-level `task:`: gives each row's ground truth and `ability`
     task_modules: list[str] = field(default_factory=list)  # the recipe's `task_modules:` (a task outside guardrl)
 
-    BALANCE = ("none", "label")
+    BALANCE = ("none", "label", "label_presence")
 
     @classmethod
     def from_dict(cls, section: Mapping[str, Any]) -> AugmentConfig:
@@ -85,15 +85,31 @@ class AugmentConfig:
         return cfg
 
 
-def balanced_pool(labels: Sequence[str | None], rng: random.Random) -> list[int]:
-    """Indices keeping every row of the rarer request label and as many (seeded draw) of the other; rows
-    without a request label (response-only) are all kept. One label only: every row."""
-    by = {lab: [i for i, x in enumerate(labels) if x == lab] for lab in ("harmful", "unharmful")}
-    n = min(len(v) for v in by.values())
-    if n == 0:
+def balanced_pool(labels: Sequence[str | None], rng: random.Random,
+                  present: Sequence[bool] | None = None) -> list[int]:
+    """Indices of a class-balanced draw of the hard samples (``augment.balance``), in row order.
+
+    Without ``present`` (``label``): every row of the rarer request label and a seeded draw of as many of
+    the other. With ``present`` (``label_presence``, one flag per row: does it carry a response): the cells
+    (request label x response present) each keep as many rows as the smallest non-empty cell, so neither
+    the label prior nor a response's presence predicts the request label (an empty cell is logged and left
+    out). Rows without a request label (response-only) are all kept. One label (or cell) only: every row.
+    """
+    keys = list(labels) if present is None else [(x, bool(p)) if x is not None else None
+                                                 for x, p in zip(labels, present, strict=True)]
+    wanted = ([(lab, p) for lab in ("harmful", "unharmful") for p in (False, True)] if present is not None
+              else ["harmful", "unharmful"])
+    by = {k: [i for i, x in enumerate(keys) if x == k] for k in wanted}
+    empty = [k for k, v in by.items() if not v]
+    if present is not None and empty and len(empty) < len(by):
+        log.warning("augment: balance=label_presence: no hard sample in cell(s) %s (request label, response "
+                    "present); balancing the others", empty)
+    by = {k: v for k, v in by.items() if v}
+    if len(by) < 2:
         return list(range(len(labels)))
+    n = min(len(v) for v in by.values())
     keep = {i for v in by.values() for i in (v if len(v) == n else rng.sample(v, n))}
-    return [i for i, x in enumerate(labels) if i in keep or x not in by]
+    return [i for i, x in enumerate(keys) if i in keep or x not in by]
 
 
 # --------------------------------------------------------------------------------------------- Ray side
@@ -142,9 +158,11 @@ def build_rl_set(cfg: AugmentConfig) -> dict[str, Any]:
     table = read_table(cfg.data, split=split)
     rng = random.Random(cfg.seed)
     pool = list(range(table.num_rows))
-    if cfg.balance == "label":  # GRPO pushes each prompt's group towards its gold label: equal pulls both ways
-        pool = balanced_pool(table.column("label_request").to_pylist(), rng)
-        log.info("augment: balance=label keeps %d of %d hard samples", len(pool), table.num_rows)
+    if cfg.balance != "none":  # GRPO pushes each prompt's group towards its gold label: equal pulls both ways
+        present = ([r is not None for r in table.column("response").to_pylist()]
+                   if cfg.balance == "label_presence" else None)
+        pool = balanced_pool(table.column("label_request").to_pylist(), rng, present)
+        log.info("augment: balance=%s keeps %d of %d hard samples", cfg.balance, len(pool), table.num_rows)
     if cfg.size is not None:
         n_base = min(len(pool), round(cfg.size * (1 - cfg.share)))
         pool = sorted(rng.sample(pool, n_base))

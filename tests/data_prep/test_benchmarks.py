@@ -79,7 +79,8 @@ CASES = {
                                ("What breed is this dog?", "unharmful", "unharmful")]),
 }
 SKIPPED = {"aegis": 1, "wildguardtest": 1, "toxicchat": 1, "harmbench_prompt": 1}
-NOT_SINGLE = ("guard_mini", "guardreasoner_vltrain", "guardreasoner_benchmark")  # tested in their own files
+NOT_SINGLE = ("guard_mini", "guardreasoner_vltrain", "guardreasoner_benchmark",  # tested in their own files
+              "vlguard_train", "vlsbench", "spa_vl_train")  # the rewriter's: tests/data_prep/test_rewrite_sources.py
 
 
 def test_every_benchmark_converter_has_a_case():

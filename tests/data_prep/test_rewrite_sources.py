@@ -148,3 +148,17 @@ def test_spa_vl_train_fixture(tmp_path):
     assert m["skipped"]["total"] == 1 and "row 2" in json.dumps(m["skipped"]["examples"])
     with pytest.raises(BadInputError, match=r"row 2.*not found"):
         spa_vl_train.convert(tmp_path, tmp_path / "out2", images=images)
+
+
+@real
+def test_data_convert_cli_passes_images(tmp_path):
+    from typer.testing import CliRunner
+
+    from guardrl.stages.data.cli import app
+
+    images = tmp_path / "vls"
+    _put(images, "imgs/0.png", _png())
+    res = CliRunner().invoke(app, ["convert", "vlsbench", "--src", str(REAL / "vlsbench" / "data.json"), "--images",
+                                   str(images), "--out", str(tmp_path / "out"), "--limit", "1"])
+    assert res.exit_code == 0, res.output
+    assert [s.id for s in iter_samples(tmp_path / "out")] == ["vlsbench/0"]

@@ -40,13 +40,16 @@ def convert(
     out: Path = typer.Option(..., "--out", help="output folder (replaced atomically)"),
     on_bad: str = typer.Option("error", "--on-bad", help="error | skip (skips are counted in the manifest)"),
     limit: int | None = typer.Option(None, "--limit", help="convert only the first N source rows"),
+    images: Path | None = typer.Option(None, "--images", help="image folder (the rewriter's sources: vlguard_train, "
+                                       "vlsbench, spa_vl_train)"),
 ) -> None:
     """Run one converter: the same as ``python -m data_prep.NAME --src SRC --out OUT``."""
     try:
         mod = _data_prep().get_converter(name)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0])) from exc
-    path = mod.convert(src, out, on_bad=on_bad, limit=limit)
+    extra = {"images": images} if images is not None else {}
+    path = mod.convert(src, out, on_bad=on_bad, limit=limit, **extra)
     typer.echo(f"wrote {path}")
 
 

@@ -29,6 +29,10 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "saferlhf": ("data_prep.saferlhf", "PKU-SafeRLHF test (response)"),
     "beavertails": ("data_prep.beavertails", "BeaverTails 30k test (response)"),
     "xstest_response": ("data_prep.xstest_response", "XSTest-Response response_harmfulness (response)"),
+    # the rewriter's (VLMGuard-R1) training sources: instruction + image, no response (REWRITE_SPEC.md)
+    "vlguard_train": ("data_prep.vlguard_train", "VLGuard train.json, one row per image x instruction (rewrite)"),
+    "vlsbench": ("data_prep.vlsbench", "VLSBench data.json, harmful image-text pairs (rewrite)"),
+    "spa_vl_train": ("data_prep.spa_vl_train", "SPA-VL train Parquet, question + chosen / rejected (rewrite)"),
     # the rewriter's evaluation benchmarks (task `rewrite`; images from the user's download, --images DIR)
     "siuo": ("data_prep.siuo", "SIUO siuo_gen.json, safe inputs but unsafe output (rewrite eval, 167)"),
     "mm_safetybench": ("data_prep.mm_safetybench",

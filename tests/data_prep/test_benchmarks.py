@@ -82,6 +82,7 @@ SKIPPED = {"aegis": 1, "wildguardtest": 1, "toxicchat": 1, "harmbench_prompt": 1
 NOT_SINGLE = ("guard_mini", "guardreasoner_vltrain", "guardreasoner_benchmark")  # tested in their own files
 # the rewriter's evaluation benchmarks: tests/data_prep/test_rewrite_benchmarks.py (on the real files)
 NOT_SINGLE += ("siuo", "mm_safetybench", "figstep", "vlguard_test")
+NOT_SINGLE += ("vlguard_train", "vlsbench", "spa_vl_train")  # tests/data_prep/test_rewrite_sources.py
 
 
 def test_every_benchmark_converter_has_a_case():

@@ -46,7 +46,7 @@ def taught_rewriter(tiny_model_dir, tmp_path_factory, out_and_format):
         messages = [dict(m) for m in rw.prompt(TEXT).messages]
 
     def check(model_dir):
-        with Rewriter.from_pretrained(model_dir, engine="hf", max_new_tokens=96, **TASK) as rw:
+        with Rewriter.from_pretrained(model_dir, engine="hf", max_new_tokens=200, **TASK) as rw:
             got = rw.rewrite(TEXT).raw
         return [] if got.strip() == target else [got[:200]]
 
@@ -68,7 +68,7 @@ def test_untrained_rewriter_falls_back(tiny_model_dir):
 
 def test_taught_rewriter_round_trip(taught_rewriter, out_and_format):
     out, _ = out_and_format
-    with Rewriter.from_pretrained(taught_rewriter, engine="hf", max_new_tokens=96, **TASK) as rw:
+    with Rewriter.from_pretrained(taught_rewriter, engine="hf", max_new_tokens=200, **TASK) as rw:
         r = rw.rewrite(TEXT)
     assert r.format_ok and r.rewrite == out.rewrite and r.prompt == out.rewrite
     assert r.analysis.output == out
@@ -80,7 +80,7 @@ def test_cli_prompt_text_and_jsonl(taught_rewriter, out_and_format, tmp_path):
     from guardrl.cli import app
 
     out, _ = out_and_format
-    opts = ["--max-new-tokens", "96", "--task", "toy-rewrite", "--task-module", TASK_FILE]
+    opts = ["--max-new-tokens", "200", "--task", "toy-rewrite", "--task-module", TASK_FILE]
     runner = CliRunner()
     res = runner.invoke(app, ["rewrite", "prompt", str(taught_rewriter), TEXT, *opts])
     assert res.exit_code == 0, res.output

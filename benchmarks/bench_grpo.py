@@ -137,6 +137,8 @@ def run_guardrl(args: argparse.Namespace) -> dict[str, Any]:
         "verl.actor_rollout_ref.rollout.temperature=1.0",
         f"verl.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={p * args.group}",
     ]
+    if args.recompute_old_log_probs:  # the pre-bypass path: verl's old-log-prob pass over the whole batch
+        overrides.append("verl.algorithm.rollout_correction.bypass_mode=false")
     t0 = time.perf_counter()
     run(RECIPE, overrides)
     wall = time.perf_counter() - t0
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process, both sides")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per side")
+    ap.add_argument("--recompute-old-log-probs", action="store_true",
+                    help="guardrl side: bypass_mode=false (verl recomputes the old log-probs; the recipe bypasses)")
     ap.add_argument("--small", action="store_true", help="smoke test: 8 new tokens, 1 measured step")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                  "--threads", str(args.threads)]
         def guardrl_side(rollout: str) -> dict[str, Any]:
             return _child([sys.executable, "-m", "benchmarks.bench_grpo", "--side", "guardrl", "--model", str(model),
-                           "--data", str(data), "--out", str(tmp / f"rl-{rollout}"), "--rollout", rollout, *shape],
+                           "--data", str(data), "--out", str(tmp / f"rl-{rollout}"), "--rollout", rollout, *shape,
+                           *(["--recompute-old-log-probs"] if args.recompute_old_log_probs else [])],
                           side_env(trl=False), args.timeout)
 
         ours = guardrl_side("hf")

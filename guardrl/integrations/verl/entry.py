@@ -187,10 +187,36 @@ def compose_config(recipe: DictConfig, overrides: Sequence[str] = ()) -> DictCon
         updates = updates_per_step(cfg)  # verl would stop at its first update on a non-multiple batch
     except ValueError as exc:
         raise RecipeError(f"{recipe.get('_recipe_path', '<recipe>')}: {exc}") from exc
+    check_bypass(cfg, recipe.get("_recipe_path", "<recipe>"))
     pl = cfg.actor_rollout_ref.actor.policy_loss
     if pl.get("loss_mode") == POLICY_LOSS_NAME and pl.get("updates_per_step") is None:
         pl.updates_per_step = updates  # the loss turns optimizer updates into steps
     return cfg
+
+
+def check_bypass(cfg: DictConfig, where: str) -> None:
+    """Refuse a bypass-mode config (old log-probs = the rollout's) that verl would run wrong or stop on.
+
+    verl 0.9.1's bypass (``algorithm.rollout_correction.bypass_mode``) needs the rollout's log-probs
+    (``rollout.calculate_log_probs``; else verl raises at the first step, after the whole start-up). Its
+    rejection-sampling / IS options live in verl's own ``bypass_mode`` loss, which the driver names but the
+    workers never apply (:func:`guardrl.integrations.verl.trainer.restore_loss_mode`): with guardrl's loss
+    they would be ignored without a word, so they are refused.
+
+    Raises:
+        RecipeError: naming the key to change.
+    """
+    rc = cfg.algorithm.get("rollout_correction") or {}
+    if not rc.get("bypass_mode", False):
+        return
+    if not cfg.actor_rollout_ref.rollout.get("calculate_log_probs", False):
+        raise RecipeError(f"{where}: algorithm.rollout_correction.bypass_mode=true takes the old log-probs from "
+                          "the rollout: set actor_rollout_ref.rollout.calculate_log_probs=true (or bypass_mode=false)")
+    loss = cfg.actor_rollout_ref.actor.policy_loss.get("loss_mode")
+    unused = [k for k in ("rollout_is", "rollout_rs") if rc.get(k) is not None]
+    if loss == POLICY_LOSS_NAME and unused:
+        raise RecipeError(f"{where}: algorithm.rollout_correction.{unused[0]} is applied by verl's own bypass_mode "
+                          f"loss, not by {POLICY_LOSS_NAME}: set it to null or bypass_mode=false")
 
 
 def _set_length_tokenizer(recipe: DictConfig, cfg: DictConfig) -> None:

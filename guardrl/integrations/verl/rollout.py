@@ -294,11 +294,11 @@ class HFRolloutServer:
         )
         new = out.sequences[:, width:].cpu()
         logp = None
-        if want_logprobs:
-            logits = torch.stack(out.logits, dim=1).float().cpu()  # [B, T, V]
-            if not greedy:
-                logits = logits / temperature
-            logp = torch.log_softmax(logits, -1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        if want_logprobs:  # the actor's formula: log_softmax(raw logits / temperature) at the sampled token
+            scale = 1.0 if greedy else temperature
+            picked = new.to(out.logits[0].device)
+            logp = torch.stack([torch.log_softmax(step.float() / scale, -1).gather(-1, picked[:, t, None])[:, 0]
+                                for t, step in enumerate(out.logits)], dim=1).cpu()  # [B, T], no [B, T, V] copy
         results = []
         for row, req in enumerate(batch):
             tokens = new[row].tolist()[: req.max_tokens]

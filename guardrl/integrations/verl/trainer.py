@@ -91,6 +91,24 @@ def _pin_clip_step(worker: Any, step: int, total: int) -> None:
     set_clip_step(step, total)
 
 
+def restore_loss_mode(policy_loss: Any, loss_mode: str | None) -> None:
+    """Undo verl's driver-side rewrite of ``policy_loss.loss_mode`` under bypass mode.
+
+    verl 0.9.1's ``apply_bypass_mode`` (``verl/trainer/ppo/rollout_corr_helper.py``) sets
+    ``old_log_probs = rollout_log_probs`` and writes ``loss_mode = "bypass_mode"`` (plus the
+    ``rollout_correction`` section) into the *driver's* config. The actor workers built their loss config
+    at start-up and never see that write, so they keep applying the recipe's loss (``guardrl_dynamic_clip``);
+    only the driver's copy would lie (and a trainer reading it would stop pinning the clip step).
+    """
+    if loss_mode is None or policy_loss.get("loss_mode") == loss_mode:
+        return
+    from omegaconf import open_dict
+
+    with open_dict(policy_loss):
+        policy_loss["loss_mode"] = loss_mode
+        policy_loss.pop("rollout_correction", None)
+
+
 class GuardPPOTrainer(RayPPOTrainer):
     """verl's ``RayPPOTrainer`` that pushes the training step to the clip schedule and logs the
     reward components of each training batch.
@@ -98,10 +116,20 @@ class GuardPPOTrainer(RayPPOTrainer):
     The step: before each actor update, every actor worker's ``guardrl_dynamic_clip`` clock is
     pinned to ``global_steps - 1`` of ``total_training_steps`` (``policy_loss.set_clip_step``, run
     in the worker with Ray's ``__ray_call__``), so the bound is exact per step, also after a resume.
+    With verl's bypass mode (old log-probs = the rollout's, no recomputation pass) the recipe's loss
+    stays the one applied: see :func:`restore_loss_mode`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # verl's bypass mode (``algorithm.rollout_correction.bypass_mode``) rewrites the driver's
+        # ``policy_loss.loss_mode`` to "bypass_mode" at its first step (``rollout_corr_helper.apply_bypass_mode``);
+        # the workers keep the loss they were built with, so the recipe's loss is remembered here
+        self._loss_mode = self.config.actor_rollout_ref.actor.policy_loss.get("loss_mode")
+
     def _update_actor(self, batch):
-        if self.config.actor_rollout_ref.actor.policy_loss.get("loss_mode") == "guardrl_dynamic_clip":
+        restore_loss_mode(self.config.actor_rollout_ref.actor.policy_loss, self._loss_mode)
+        if self._loss_mode == "guardrl_dynamic_clip":
             step, total = int(self.global_steps) - 1, int(self.total_training_steps)
             ray.get([w.__ray_call__.remote(_pin_clip_step, step, total) for w in self.actor_rollout_wg.workers])
         output = super()._update_actor(batch)

@@ -81,10 +81,10 @@ def test_cli_prompt_text_and_jsonl(taught_rewriter, out_and_format, tmp_path):
 
     out, _ = out_and_format
     opts = ["--max-new-tokens", "200", "--task", "toy-rewrite", "--task-module", TASK_FILE]
-    runner = CliRunner()
+    runner = CliRunner()  # stdout alone: a progress bar on stderr has no newline
     res = runner.invoke(app, ["rewrite", "prompt", str(taught_rewriter), TEXT, *opts])
     assert res.exit_code == 0, res.output
-    row = json.loads(res.output.strip().splitlines()[-1])
+    row = json.loads(res.stdout.strip().splitlines()[-1])
     assert row["id"] == "cli" and row["rewrite"] == out.rewrite and row["format_ok"] is True
     Image.new("RGB", (20, 20), (1, 2, 3)).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")

@@ -137,6 +137,26 @@ def keep_decision(rule: KeepRule, j: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- config
+def flat_options(section: Mapping[str, Any], fields: Iterable[str], stage: str,
+                 nested: tuple[str, ...] = ("sampling", "workers")) -> dict[str, Any]:
+    """A recipe section with its ``nested`` blocks (``sampling:``, ``workers:``) flattened into one level.
+
+    Raises:
+        ValueError: a key that is not one of ``fields``, naming ``stage`` and listing the valid ones.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in nested and isinstance(value, Mapping):
+            flat.update(value)
+        else:
+            flat[key] = value
+    valid = set(fields)
+    unknown = sorted(set(flat) - valid)
+    if unknown:
+        raise ValueError(f"unknown {stage} option(s) {unknown}; valid: {sorted(valid)}")
+    return flat
+
+
 @dataclass
 class RejectConfig:
     """The ``reject:`` section of a recipe (see ``recipes/*/reject.yaml`` for each field's help)."""
@@ -169,20 +189,12 @@ class RejectConfig:
         Raises:
             ValueError: unknown keys (listing the valid ones) or invalid values.
         """
-        flat: dict[str, Any] = {}
-        for key, value in section.items():
-            if key in ("sampling", "workers") and isinstance(value, Mapping):
-                flat.update(value)
-            elif key == "keep" and isinstance(value, Mapping):
-                flat["keep"] = value.get("rule", "all_wrong")
-                flat["max_accuracy"] = value.get("max_accuracy")
-            else:
-                flat[key] = value
-        valid = set(cls.__dataclass_fields__)
-        unknown = sorted(set(flat) - valid)
-        if unknown:
-            raise ValueError(f"unknown reject option(s) {unknown}; valid: {sorted(valid)}")
-        cfg = cls(**flat)
+        section = dict(section)
+        keep = section.get("keep")
+        if isinstance(keep, Mapping):
+            section["keep"] = keep.get("rule", "all_wrong")
+            section["max_accuracy"] = keep.get("max_accuracy")
+        cfg = cls(**flat_options(section, cls.__dataclass_fields__, "reject"))
         cfg.keep_rule()  # validates
         cfg.task_modules = task_modules(cfg.task_modules)
         check_task(cfg.task, cfg.task_modules, where="reject")

@@ -49,6 +49,7 @@ from guardrl.stages.reject.runner import (
     _dispatch,
     _input_files,
     _model_hash,
+    flat_options,
     plan_shards,
     read_rows,
 )
@@ -148,15 +149,7 @@ class SynthConfig:
         Raises:
             ValueError: unknown keys (listing the valid ones) or invalid values.
         """
-        flat: dict[str, Any] = {}
-        for key, value in section.items():
-            if key in ("sampling", "workers") and isinstance(value, Mapping):
-                flat.update(value)
-            else:
-                flat[key] = value
-        unknown = sorted(set(flat) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown rewrite_synth option(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        flat = flat_options(section, cls.__dataclass_fields__, "rewrite_synth")
         teacher = dict(flat.pop("teacher", None) or {})
         bad = sorted(set(teacher) - set(TeacherConfig.__dataclass_fields__))
         if bad:

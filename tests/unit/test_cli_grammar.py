@@ -119,3 +119,15 @@ def test_export_run_new_grammar_and_old_alias_write_the_same_model(tiny_model_di
     # positionals CHECKPOINT OUT after the recipe override the recipe's export.checkpoint / export.out
     _invoke("export", "run", TINY / "export.yaml", tiny_model_dir, tmp_path / "pos", "export.manifests=[]")
     assert digest(tmp_path / "new") == digest(tmp_path / "old") == digest(tmp_path / "pos") == digest(tiny_model_dir)
+
+
+@pytest.mark.parametrize("group, recipe, override, keys, value", [
+    ("synth", "rewrite_synth.yaml", "rewrite_synth.limit=8", ("limit",), 8),
+    ("eval", "rewrite_eval.yaml", "rewrite_eval.batch_size=3", ("rewrite_eval", "batch_size"), 3),
+])
+def test_rewrite_groups_take_the_same_grammar(group, recipe, override, keys, value):
+    doc = yaml.safe_load(_invoke("rewrite", group, "config", TINY / recipe, override))
+    assert _get(doc, keys) == value
+    assert _get(yaml.safe_load(_invoke("rewrite", group, "config", TINY / recipe)), keys) != value
+    assert "Print the resolved" in _invoke("rewrite", group, "config", "--help")
+    assert " run " in _invoke("rewrite", group, "--help")

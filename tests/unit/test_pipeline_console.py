@@ -22,6 +22,7 @@ from guardrl.stages.pipeline.console import (
     duration,
     quiet_driver_env,
     quiet_env,
+    rewrite_demo_note,
 )
 from guardrl.stages.pipeline.progress import StageProgress, clean, split_lines
 from guardrl.stages.pipeline.runner import StageResult, StageSpec, run_pipeline
@@ -74,6 +75,28 @@ def test_reject_progress_counts_shards_and_kept():
     p.feed("INFO reject: shard 4 done (64 prompts, 11.0s)")
     p.feed("INFO reject: kept 35 of 384 prompts -> /x/reject")
     assert p.render() == "shards 3/6 kept 35/384"
+
+
+def test_synth_progress_counts_shards_and_written():
+    # the formats of guardrl.stages.rewrite.synth's log lines (its shards finish through reject's dispatcher)
+    p = StageProgress("rewrite_synth")
+    p.feed("INFO synth: 1200 samples from /x/data in 3 work shards (1 already done), teacher templated")
+    p.feed("INFO synth: 1 actor(s) {'CPU': 1}, teacher templated")
+    assert p.render() == "shards 1/3"
+    p.feed("INFO synth: shard 1 done (400 prompts, 2.1s)")
+    p.feed("INFO synth: 1198 of 1200 samples -> /x/synth (refused answers per stage {})")
+    assert p.render() == "shards 2/3 written 1198/1200"
+
+
+def test_rewrite_eval_progress_per_phase():
+    # guardrl.stages.rewrite.evaluate logs "<phase>: i / n" per batch, or that the phase is cached
+    p = StageProgress("rewrite_eval")
+    p.feed("INFO rewrite: complete in the cache")
+    p.feed("INFO answers of tiny-base: 16 / 100")
+    p.feed("INFO answers of tiny-base: 100 / 100")
+    p.feed("INFO guard: 8 / 150")
+    assert p.render() == "rewrite cached tiny-base 100/100 guard 8/150"
+    assert StageProgress("rewrite_sft").feed("INFO step 40 loss 0.5312 lr 2.00e-03")  # the SFT rules
 
 
 def test_rl_progress_from_verl_bar_and_console_logger():
@@ -169,7 +192,7 @@ def test_console_one_line_per_stage_then_the_failing_stages_tail(tmp_path):
     console = Console(file=buf, width=200, force_terminal=False, color_system=None)
     view = StageConsole(console, tmp_path, every_s=0)
     with pytest.raises(RuntimeError) as err:
-        run_pipeline({"stages": {}}, tmp_path, "sft", "rl", use_ray=False, registry=reg, on_start=view.start,
+        run_pipeline({"stages": {"sft": {}, "rl": {}}}, tmp_path, "sft", "rl", use_ray=False, registry=reg, on_start=view.start,
                      on_tick=view.tick, on_stage=view.done)
     view.failed(err.value)
     out = buf.getvalue()
@@ -182,7 +205,7 @@ def test_console_one_line_per_stage_then_the_failing_stages_tail(tmp_path):
     # --verbose: every line streamed with its stage's prefix
     buf2 = io.StringIO()
     verbose = StageConsole(Console(file=buf2, width=200, color_system=None), tmp_path / "v", verbose=True)
-    run_pipeline({"stages": {}}, tmp_path / "v", "sft", "sft", use_ray=False, registry=reg,
+    run_pipeline({"stages": {"sft": {}}}, tmp_path / "v", "sft", "sft", use_ray=False, registry=reg,
                  on_start=verbose.start, on_tick=verbose.tick, on_stage=verbose.done)
     assert "[sft] step 500 loss 0.1" in buf2.getvalue()
 
@@ -220,3 +243,17 @@ def test_done_line_for_a_skipped_stage(tmp_path):
     view = StageConsole(Console(file=buf, width=200, color_system=None), tmp_path)
     view.done(StageResult("data", "skipped", 0.0, {"train_rows": 7644}))
     assert buf.getvalue().strip() == "· data     unchanged, skipped  train_rows=7644"
+
+
+def test_rewrite_demo_note_names_the_smoke_test_and_the_parse_rate(tmp_path):
+    hf = tmp_path / "rewrite_sft" / "hf"
+    hf.mkdir(parents=True)
+    _safetensors(hf / "model.safetensors", {"a": [1000, 1200]})
+    (tmp_path / "rewrite_sft" / ".guardrl_stage.json").write_text(json.dumps({"seconds": 234.0}))
+    (tmp_path / "rewrite_sft" / "dev_eval.json").write_text(json.dumps({"parse_rate": 0.9791, "n": 96}))
+    note = rewrite_demo_note(tmp_path, "a CPU")
+    assert note.startswith("This is a 1.2M-parameter smoke-test rewriter trained for 4 minutes on a CPU")
+    assert "parse on 97.9% of 96 guard-mini dev prompts" in note and "refuse-all" in note
+    assert "recipes/qwen2_vl_7b/rewrite_synth.yaml" in note and "\n" not in note
+    _safetensors(hf / "model.safetensors", {"a": [10_000, 20_000]})  # 200M: not a smoke test
+    assert rewrite_demo_note(tmp_path) is None

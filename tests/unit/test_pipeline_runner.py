@@ -92,8 +92,21 @@ def test_from_needs_completed_upstream(tmp_path):
 
 
 def test_unknown_stage_names_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="valid"):
-        _run(tmp_path, {}, start="sfft")
+    stages = {"data": {}, "sft": {}, "rl": {}}
+    with pytest.raises(ValueError, match=r"this recipe's stages: \['data', 'sft', 'rl'\]"):
+        _run(tmp_path, stages, start="sfft")
+    with pytest.raises(ValueError, match="unknown stage.*'sfft'.*valid"):
+        _run(tmp_path, {"data": {}, "sfft": {}})
+    with pytest.raises(ValueError, match="lists no stage"):
+        _run(tmp_path, {})
+
+
+def test_only_the_recipes_stages_run_in_the_one_order(tmp_path):
+    res = _run(tmp_path, {"sft": {"value": 2}, "data": {"value": 1}})  # listed out of order: run in STAGES order
+    assert [r.name for r in res] == ["data", "sft"] and CALLS == ["data", "sft"]
+    assert not (tmp_path / "rl").exists()
+    with pytest.raises(ValueError, match="not registered"):
+        run_pipeline({"stages": {"data": {}, "eval": {}}}, tmp_path, use_ray=False, registry=REGISTRY)
 
 
 def test_fingerprint_depends_on_config_and_inputs():

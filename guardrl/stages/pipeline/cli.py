@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
-from guardrl.stages.pipeline.runner import STAGE_ORDER
+from guardrl.stages.pipeline.runner import STAGES
 
-app = typer.Typer(no_args_is_help=True, help="Run the stages data -> sft -> reject -> augment -> rl -> export -> eval.")
+app = typer.Typer(no_args_is_help=True, help="Run a recipe's stages in order: the guard's data -> sft -> reject -> "
+                  "augment -> rl -> export -> eval, or the rewriter's data -> sft -> rewrite_synth -> rewrite_sft -> "
+                  "rewrite_eval.")
 
 
 def _device(cfg: dict) -> str:
@@ -27,8 +29,9 @@ def _device(cfg: dict) -> str:
 @app.command("run")
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe (e.g. recipes/tiny/pipeline.yaml)."),
-    from_stage: str = typer.Option(STAGE_ORDER[0], "--from", help=f"First stage, one of {', '.join(STAGE_ORDER)}."),
-    to_stage: str = typer.Option(STAGE_ORDER[-1], "--to", help="Last stage."),
+    from_stage: str | None = typer.Option(None, "--from", help=f"First stage (default: the recipe's first), one of "
+                                                             f"{', '.join(STAGES)}."),
+    to_stage: str | None = typer.Option(None, "--to", help="Last stage (default: the recipe's last)."),
     run_dir: Path | None = typer.Option(None, help="Output root (default: the recipe's run_dir)."),
     force: list[str] = typer.Option([], help="Re-run this stage even if unchanged (repeatable)."),
     no_ray: bool = typer.Option(False, help="Run stages in-process instead of as Ray tasks (debugging)."),
@@ -41,7 +44,13 @@ def run(
     from rich.table import Table
 
     from guardrl.core.recipe import RecipeError, load_recipe, to_container
-    from guardrl.stages.pipeline.console import StageConsole, demo_note, fmt_summary, quiet_driver_env
+    from guardrl.stages.pipeline.console import (
+        StageConsole,
+        demo_note,
+        fmt_summary,
+        quiet_driver_env,
+        rewrite_demo_note,
+    )
     from guardrl.stages.pipeline.runner import run_pipeline
 
     console = Console()
@@ -75,10 +84,17 @@ def run(
     for res in results:
         table.add_row(res.name, res.status, f"{res.seconds:.1f}", fmt_summary(res.summary))
     console.print(table)
-    if results and results[-1].name == "eval":
+    last = results[-1].name if results else None
+    note = None
+    if last == "eval":
         note = demo_note(root, _device(cfg))
-        if note:
-            console.print(note, highlight=False)
+    elif last == "rewrite_eval":
+        table_md = root / "rewrite_eval" / "results" / "results.md"
+        if table_md.is_file():
+            console.print(table_md.read_text(), highlight=False, markup=False)
+        note = rewrite_demo_note(root, _device(cfg))
+    if note:
+        console.print(note, highlight=False)
 
 
 @app.command("config")

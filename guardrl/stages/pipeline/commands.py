@@ -56,19 +56,21 @@ def run_cli(ctx: StageContext, args: list[str], env: dict[str, str] | None = Non
         raise RuntimeError(f"stage {ctx.name!r} failed (exit {rc}); log: {log_path}\n" + "\n".join(tail))
 
 
-def _overrides(ctx: StageContext, fixed: dict[str, Any]) -> list[str]:
+def stage_overrides(ctx: StageContext, fixed: dict[str, Any]) -> list[str]:
+    """``fixed`` (the pipeline's folders: lists/dicts as JSON) as ``key=value``, then the recipe's own ``overrides``."""
     extra = [str(o) for o in ctx.config.get("overrides") or []]
     return [f"{k}={json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in fixed.items()] + extra
 
 
-def _recipe(ctx: StageContext) -> str:
+def stage_recipe(ctx: StageContext) -> str:
+    """The stage recipe a pipeline stage names (``stages.<name>.recipe``)."""
     recipe = ctx.config.get("recipe")
     if not recipe:
         raise ValueError(f"pipeline recipe: stages.{ctx.name}.recipe is missing")
     return str(recipe)
 
 
-def _ray_env() -> dict[str, str]:
+def ray_env() -> dict[str, str]:
     """Stages that use Ray join the pipeline's cluster (or the user's RAY_ADDRESS)."""
     import ray
 
@@ -76,12 +78,14 @@ def _ray_env() -> dict[str, str]:
     return {"RAY_ADDRESS": addr}
 
 
-def _manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``<path>/manifest.json`` ({} when absent)."""
     p = path / "manifest.json"
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def _last_jsonl(path: Path) -> dict[str, Any]:
+def first_last_jsonl(path: Path) -> dict[str, Any]:
+    """``{"first", "last"}`` rows of a JSONL file such as a trainer's metrics.jsonl ({} when absent)."""
     if not path.is_file():
         return {}
     last: dict[str, Any] = {}
@@ -106,24 +110,24 @@ def data_commands(ctx: StageContext) -> list[list[str]]:
 def sft_commands(ctx: StageContext) -> list[list[str]]:
     fixed = {"data.path": ctx.inputs["data"], "trainer.output_dir": ctx.out_dir,
              "model.path": ctx.config.get("base_model", ctx.run_dir / "base-model")}
-    return [["sft", "train", _recipe(ctx), *_overrides(ctx, fixed)]]
+    return [["sft", "train", stage_recipe(ctx), *stage_overrides(ctx, fixed)]]
 
 
 def reject_commands(ctx: StageContext) -> list[list[str]]:
     fixed = {"reject.data": ctx.inputs["data"], "reject.model": ctx.inputs["sft"] / "hf", "reject.out": ctx.out_dir}
-    return [["reject", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+    return [["reject", "run", "--recipe", stage_recipe(ctx), *stage_overrides(ctx, fixed)]]
 
 
 def augment_commands(ctx: StageContext) -> list[list[str]]:
     fixed = {"augment.data": ctx.inputs["reject"], "augment.out": ctx.out_dir}
-    return [["augment", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+    return [["augment", "run", "--recipe", stage_recipe(ctx), *stage_overrides(ctx, fixed)]]
 
 
 def rl_commands(ctx: StageContext) -> list[list[str]]:
     verl_dir = ctx.inputs["augment"] / "verl"
     fixed = {"model.path": ctx.inputs["sft"] / "hf", "data.train": verl_dir / "train.parquet",
              "data.val": verl_dir / "dev.parquet", "data.build_demo_if_missing": "false", "output_dir": ctx.out_dir}
-    return [["rl", "run", _recipe(ctx), *_overrides(ctx, fixed)]]
+    return [["rl", "run", stage_recipe(ctx), *stage_overrides(ctx, fixed)]]
 
 
 def export_commands(ctx: StageContext) -> list[list[str]]:
@@ -131,7 +135,7 @@ def export_commands(ctx: StageContext) -> list[list[str]]:
     fixed = {"export.checkpoint": ctx.inputs["rl"] / "checkpoints", "export.out": ctx.out_dir,
              "export.processor": ctx.run_dir / "sft" / "hf",
              "export.manifests": [str(data_manifest)] if data_manifest.is_file() else []}
-    return [["export", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)]]
+    return [["export", "run", "--recipe", stage_recipe(ctx), *stage_overrides(ctx, fixed)]]
 
 
 EVAL_RUNS = ("sft", "rl")
@@ -148,7 +152,7 @@ def eval_commands(ctx: StageContext) -> list[list[str]]:
         if ctx.config.get("benchmarks") != "recipe":
             fixed["eval.benchmarks"] = [{"path": str(ctx.inputs["data"]), "split": "dev", "name": "guard-mini-dev",
                                          **({"limit": ctx.config["limit"]} if ctx.config.get("limit") else {})}]
-        cmds.append(["eval", "run", "--recipe", _recipe(ctx), *_overrides(ctx, fixed)])
+        cmds.append(["eval", "run", "--recipe", stage_recipe(ctx), *stage_overrides(ctx, fixed)])
     cmds.append(["eval", "compare", str(ctx.out_dir / "sft"), str(ctx.out_dir / "rl"),
                  "--out", str(ctx.out_dir / "compare.md")])
     return cmds
@@ -163,7 +167,7 @@ STAGE_COMMANDS = {"data": data_commands, "sft": sft_commands, "reject": reject_c
 def data_stage(ctx: StageContext) -> dict[str, Any]:
     (cmd,) = data_commands(ctx)
     run_cli(ctx, cmd)
-    m = _manifest(ctx.out_dir)
+    m = read_manifest(ctx.out_dir)
     if not m.get("splits"):
         return {"rows": m.get("num_rows")}
     return {f"{name}_rows": split.get("num_rows") for name, split in (m.get("splits") or {}).items()}
@@ -172,8 +176,8 @@ def data_stage(ctx: StageContext) -> dict[str, Any]:
 @register_stage("sft", needs=("data",))
 def sft_stage(ctx: StageContext) -> dict[str, Any]:
     (cmd,) = sft_commands(ctx)
-    run_cli(ctx, cmd, env=_ray_env())
-    m = _last_jsonl(ctx.out_dir / "metrics.jsonl")
+    run_cli(ctx, cmd, env=ray_env())
+    m = first_last_jsonl(ctx.out_dir / "metrics.jsonl")
     return {"loss_first": m.get("first", {}).get("loss"), "loss_last": m.get("last", {}).get("loss"),
             "steps": m.get("last", {}).get("step")}
 
@@ -181,16 +185,16 @@ def sft_stage(ctx: StageContext) -> dict[str, Any]:
 @register_stage("reject", needs=("data", "sft"))
 def reject_stage(ctx: StageContext) -> dict[str, Any]:
     (cmd,) = reject_commands(ctx)
-    run_cli(ctx, cmd, env=_ray_env())
-    totals = (_manifest(ctx.out_dir).get("reject") or {}).get("totals") or {}
+    run_cli(ctx, cmd, env=ray_env())
+    totals = (read_manifest(ctx.out_dir).get("reject") or {}).get("totals") or {}
     return {k: totals[k] for k in ("seen", "kept", "format_failures", "truncated", "prompt_too_long") if k in totals}
 
 
 @register_stage("augment", needs=("reject",))
 def augment_stage(ctx: StageContext) -> dict[str, Any]:
     (cmd,) = augment_commands(ctx)
-    run_cli(ctx, cmd, env=_ray_env())
-    return {"rows": _manifest(ctx.out_dir).get("num_rows")}
+    run_cli(ctx, cmd, env=ray_env())
+    return {"rows": read_manifest(ctx.out_dir).get("num_rows")}
 
 
 @register_stage("rl", needs=("sft", "augment"))
@@ -200,7 +204,7 @@ def rl_stage(ctx: StageContext) -> dict[str, Any]:
     # CPU platform's logical GPUs); on a cluster RAY_ADDRESS, if set, is passed through unchanged.
     env = {} if os.environ.get("RAY_ADDRESS") else {"RAY_ADDRESS": ""}
     run_cli(ctx, cmd, env=env)
-    m = _last_jsonl(ctx.out_dir / "metrics.jsonl")  # verl's file logger: {"step": N, "data": {...}}
+    m = first_last_jsonl(ctx.out_dir / "metrics.jsonl")  # verl's file logger: {"step": N, "data": {...}}
     last = m.get("last", {})
     data = last.get("data", {})
     summary = {"steps": last.get("step")}
@@ -223,7 +227,7 @@ def eval_stage(ctx: StageContext) -> dict[str, Any]:
     """Evaluate the SFT model and the RL model on the same sets, then the side-by-side comparison."""
     cmds = eval_commands(ctx)
     for name, cmd in zip(EVAL_RUNS, cmds, strict=False):
-        run_cli(ctx, cmd, env=_ray_env(), tag=name)
+        run_cli(ctx, cmd, env=ray_env(), tag=name)
     run_cli(ctx, cmds[-1], tag="compare")
     results = {name: json.loads((ctx.out_dir / name / "results.json").read_text()) for name in EVAL_RUNS}
     return eval_summary({name: res.get("metrics", res) for name, res in results.items()})

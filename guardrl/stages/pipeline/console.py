@@ -255,3 +255,27 @@ def demo_note(run_dir: Path, device: str = "a CPU") -> str | None:
     note += (f" A real guard (Qwen2.5-VL-3B on GPUs): make sft RECIPE={REAL_RECIPES[0]}/sft.yaml, then make reject, "
              f"augment, rl, export and eval, each with RECIPE={REAL_RECIPES[0]}/<stage>.yaml (7B: {REAL_RECIPES[1]}/).")
     return note
+
+
+def rewrite_demo_note(run_dir: Path, device: str = "a CPU") -> str | None:
+    """One line under the rewrite demo's table: the rewriter is a smoke test when small, its dev parse rate,
+    what the safety figures can and cannot say, and the real recipe; ``None`` without a small trained rewriter."""
+    import json
+
+    run_dir = Path(run_dir)
+    n = count_parameters(run_dir / "rewrite_sft" / "hf")
+    if n is None or n >= SMOKE_PARAMETERS:
+        return None
+    minutes = _stage_seconds(run_dir, "rewrite_sft") / 60
+    note = (f"This is a {n / 1e6:.1f}M-parameter smoke-test rewriter trained for {max(minutes, 0.1):.0f} minutes on "
+            f"{device} on templated-teacher data: it shows that synthesis, training and evaluation run and that it "
+            f"learned the output format, not that it makes anything safer.")
+    dev = run_dir / "rewrite_sft" / "dev_eval.json"
+    if dev.is_file():
+        report = json.loads(dev.read_text())
+        note += f" Its rewrites parse on {100 * report['parse_rate']:.1f}% of {report['n']} guard-mini dev prompts."
+    note += (" The target is the untrained tiny base model and the judge the demo guard, so the safety columns are "
+             "the plumbing's, to read against the refuse-all row. The paper's rewriter: make synth "
+             "RECIPE=recipes/qwen2_vl_7b/rewrite_synth.yaml, then make sft and make rewrite-eval with RECIPE="
+             "recipes/qwen2_vl_7b/rewrite_sft.yaml and rewrite_eval.yaml.")
+    return note

@@ -14,6 +14,12 @@ reject   ``shards 3/6 kept 35/384``: ``reject: N prompts from .. in M work shard
 rl       ``step 2/4 reward 0.41 clip 0.23``: verl's ``Training Progress: ..| 2/4`` bar and its console
          logger's ``step:2 - ... - critic/score/mean:0.41 - ... - actor/guard/clip_bound:0.23``
 eval     ``sft 200/200 · rl 90/200``: the eval bar ``eval (hf x1): ..| 90/200`` of each run (the log's tag)
+rewrite_ ``shards 2/3 written 1200/1200``: ``synth: N samples .. in M work shards (K already done)``,
+synth    ``synth: shard I done``, ``synth: W of S samples``
+rewrite_ as ``sft`` (the rewriter's training)
+sft
+rewrite_ ``rewrite 96/96 tiny-base 40/192 guard 0/288``: each phase's ``<phase>: i / n`` line
+eval     (``rewrite``, ``answers of <target>``, ``guard``, ``judge``); ``<phase>: complete in the cache``
 ======== ====================================================================================
 
 Lines are cleaned first (:func:`clean`): ANSI colours and Ray's ``(Worker pid=123)`` prefixes removed.
@@ -76,6 +82,21 @@ def _eval_bar(m: re.Match[str], f: dict[str, str], tag: str) -> None:
     f[tag or "eval"] = f"{m.group(1)}/{m.group(2)}"
 
 
+def _phase(m: re.Match[str], f: dict[str, str], tag: str) -> None:
+    """A rewrite-eval phase line: ``answers of tiny-base: 40 / 192`` -> ``tiny-base 40/192``."""
+    name = m.group(1).removeprefix("answers of ")
+    f[name] = f"{m.group(2)}/{m.group(3)}" if m.group(2) else "cached"
+
+
+def _shard_rules(stage: str) -> list[Rule]:
+    """The sharded Ray stages' lines (reject, synth): work shards planned, already done, each one finished."""
+    return [
+        (re.compile(r"in (\d+) work shards \((\d+) already done\)"),
+         lambda m, f, t: f.update(_shards=m.group(1), _done=m.group(2))),
+        (re.compile(rf"{stage}: shard \d+ done"), _shard_done),
+    ]
+
+
 RULES: dict[str, list[Rule]] = {
     "sft": [
         (re.compile(r"^sft:" + _BAR), _step(1, 2)),
@@ -84,9 +105,7 @@ RULES: dict[str, list[Rule]] = {
         (re.compile(r"\bstep (\d+) loss " + _NUM), lambda m, f, t: (_step(1)(m, f, t), _set(loss=2)(m, f, t))),
     ],
     "reject": [
-        (re.compile(r"in (\d+) work shards \((\d+) already done\)"),
-         lambda m, f, t: f.update(_shards=m.group(1), _done=m.group(2))),
-        (re.compile(r"reject: shard \d+ done"), _shard_done),
+        *_shard_rules("reject"),
         (re.compile(r"reject: kept (\d+) of (\d+) prompts"), lambda m, f, t: f.__setitem__("kept", f"{m[1]}/{m[2]}")),
     ],
     "rl": [
@@ -98,7 +117,15 @@ RULES: dict[str, list[Rule]] = {
     "eval": [
         (re.compile(r"^eval \([^)]*\):" + _BAR), _eval_bar),
     ],
+    "rewrite_synth": [
+        *_shard_rules("synth"),
+        (re.compile(r"synth: (\d+) of (\d+) samples"), lambda m, f, t: f.__setitem__("written", f"{m[1]}/{m[2]}")),
+    ],
+    "rewrite_eval": [
+        (re.compile(r"(?:^|\s)(rewrite|guard|judge|answers of [\w.:-]+): (?:(\d+) / (\d+)|complete in the cache)$"), _phase),
+    ],
 }
+RULES["rewrite_sft"] = RULES["sft"]
 
 
 @dataclass

@@ -31,7 +31,12 @@ from guardrl.integrations.ray import init_ray
 
 log = logging.getLogger(__name__)
 
+#: the guard's recipe (GuardReasoner-VL), in order
 STAGE_ORDER: tuple[str, ...] = ("data", "sft", "reject", "augment", "rl", "export", "eval")
+#: the rewriter's (VLMGuard-R1): it reads the guard pipeline's data and SFT guard (the judge)
+REWRITE_STAGES: tuple[str, ...] = ("rewrite_synth", "rewrite_sft", "rewrite_eval")
+#: every stage a pipeline may name, in the one order stages run; a recipe runs the ones its ``stages:`` lists
+STAGES: tuple[str, ...] = STAGE_ORDER + REWRITE_STAGES
 MARKER = ".guardrl_stage.json"
 
 
@@ -71,9 +76,9 @@ def register_stage(name: str, needs: Sequence[str] = ()) -> Callable:
     """Decorator registering a stage function under ``name`` (a duplicate name raises)."""
 
     def deco(fn: Callable[[StageContext], dict[str, Any]]) -> Callable[[StageContext], dict[str, Any]]:
-        unknown = [n for n in (name, *needs) if n not in STAGE_ORDER]
+        unknown = [n for n in (name, *needs) if n not in STAGES]
         if unknown and name not in _REGISTRY:
-            raise ValueError(f"unknown stage(s) {unknown}; valid: {list(STAGE_ORDER)}")
+            raise ValueError(f"unknown stage(s) {unknown}; valid: {list(STAGES)}")
         _REGISTRY.add(name, StageSpec(name=name, fn=fn, needs=tuple(needs)))
         return fn
 
@@ -86,7 +91,8 @@ def get_stage(name: str) -> StageSpec:
 
 
 def _load_builtin_stages() -> None:
-    import guardrl.stages.pipeline.commands  # noqa: F401  (registers the built-in stages)
+    import guardrl.stages.pipeline.commands  # noqa: F401  (registers the guard's stages)
+    import guardrl.stages.pipeline.rewrite_stages  # noqa: F401  (and the rewriter's)
 
 
 def _canonical(obj: Any) -> str:
@@ -145,14 +151,30 @@ def read_marker(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _select(start: str, stop: str) -> list[str]:
+def recipe_stages(recipe: dict[str, Any]) -> list[str]:
+    """The stages a pipeline recipe runs: its ``stages:`` entries, in :data:`STAGES` order.
+
+    Raises:
+        ValueError: the recipe names an unknown stage, or none.
+    """
+    listed = list(recipe.get("stages") or {})
+    unknown = [n for n in listed if n not in STAGES]
+    if unknown:
+        raise ValueError(f"pipeline recipe: unknown stage(s) {unknown} under stages:; valid: {list(STAGES)}")
+    if not listed:
+        raise ValueError("pipeline recipe: `stages:` lists no stage")
+    return [n for n in STAGES if n in listed]
+
+
+def _select(stages: list[str], start: str | None, stop: str | None) -> list[str]:
+    start, stop = start or stages[0], stop or stages[-1]
     for s in (start, stop):
-        if s not in STAGE_ORDER:
-            raise ValueError(f"unknown stage {s!r}; valid: {list(STAGE_ORDER)}")
-    i, j = STAGE_ORDER.index(start), STAGE_ORDER.index(stop)
+        if s not in stages:
+            raise ValueError(f"unknown stage {s!r} for --from/--to; this recipe's stages: {stages}")
+    i, j = stages.index(start), stages.index(stop)
     if i > j:
         raise ValueError(f"--from {start} comes after --to {stop}")
-    return list(STAGE_ORDER[i : j + 1])
+    return stages[i : j + 1]
 
 
 def _execute(spec: StageSpec, ctx: StageContext) -> dict[str, Any]:
@@ -191,8 +213,8 @@ def _wait_thread(spec: StageSpec, ctx: StageContext, tick: Callable[[], None]) -
 def run_pipeline(
     recipe: dict[str, Any],
     run_dir: str | Path,
-    start: str = STAGE_ORDER[0],
-    stop: str = STAGE_ORDER[-1],
+    start: str | None = None,
+    stop: str | None = None,
     force: Sequence[str] = (),
     use_ray: bool = True,
     on_stage: Callable[[StageResult], None] | None = None,
@@ -201,7 +223,8 @@ def run_pipeline(
     on_tick: Callable[[str], None] | None = None,
     ray_init: dict[str, Any] | None = None,
 ) -> list[StageResult]:
-    """Run stages ``start``..``stop`` of ``recipe`` under ``run_dir``.
+    """Run stages ``start``..``stop`` (default: the recipe's first..last, :func:`recipe_stages`) of ``recipe``
+    under ``run_dir``.
 
     Stages before ``start`` must already be complete (their markers are read for
     their output hashes). Each stage runs as a Ray task (``use_ray``) or in-process.
@@ -211,6 +234,7 @@ def run_pipeline(
     when it is done or skipped. ``ray_init`` adds keyword arguments to :func:`guardrl.integrations.ray.init_ray`.
 
     Raises:
+        ValueError: an unknown or unregistered stage, or ``start`` after ``stop``.
         RuntimeError: a needed upstream stage has no completed output.
     """
     if registry is None:
@@ -218,7 +242,7 @@ def run_pipeline(
         registry = _REGISTRY
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    selected = _select(start, stop)
+    selected = _select(recipe_stages(recipe), start, stop)
     stages_cfg = recipe.get("stages", {})
     results: list[StageResult] = []
     remote = None
@@ -228,9 +252,9 @@ def run_pipeline(
         init_ray(**(ray_init or {}))
         remote = ray.remote(_execute)
 
-    for name in STAGE_ORDER:
-        if name not in selected or name not in registry:
-            continue
+    for name in selected:
+        if name not in registry:
+            raise ValueError(f"stage {name!r} is not registered; registered: {sorted(registry)}")
         spec = registry[name]
         out_dir = run_dir / name
         inputs, input_hashes = {}, {}

@@ -1,4 +1,4 @@
-"""``guardrl rewrite eval`` and ``guardrl rewrite prompt`` (attached to the ``guardrl rewrite`` group by
+"""``guardrl rewrite eval run|config`` and ``guardrl rewrite prompt`` (attached to the ``guardrl rewrite`` group by
 :func:`register`)."""
 
 from __future__ import annotations
@@ -9,28 +9,39 @@ from pathlib import Path
 
 import typer
 
+_EVAL_HELP = "RECIPE (recipes/<size>/rewrite_eval.yaml) then overrides key.path=value (e.g. rewrite_eval.max_samples=8)."
 
-def eval_command(
-    args: list[str] = typer.Argument(..., metavar="RECIPE [key.path=value ...]",
-                                     help="A recipe with a `rewrite_eval:` section, then overrides."),
-    show_config: bool = typer.Option(False, "--config", help="Print the resolved config; nothing runs."),
-) -> None:
-    """Original vs rewritten prompt -> each target VLM -> the guard (and the benchmarks' judges): safety and
-    helpfulness with and without the rewriter; writes results.md/json, predictions.jsonl, plots/ (resumable)."""
-    from guardrl.core.recipe import config_yaml, split_args, stage_section
-    from guardrl.stages.rewrite.evaluate import config_from_section, run_rewrite_eval
+
+def _eval_config(args: list[str] | None):
+    from guardrl.core.recipe import RecipeError, split_args, stage_section
+    from guardrl.stages.rewrite.evaluate import config_from_section
     from guardrl.tasks import check_task, task_modules
 
-    recipe, _, overrides = split_args(args)
-    section = stage_section(recipe, overrides, "rewrite_eval")
-    cfg = config_from_section(section, where=f"{recipe}: rewrite_eval")
-    check_task(cfg.task, task_modules(cfg.task_modules), where=f"{recipe}: rewrite_eval")
-    if show_config:
-        typer.echo(config_yaml({"rewrite_eval": cfg}))
-        return
+    try:
+        recipe, _, overrides = split_args(args)
+        cfg = config_from_section(stage_section(recipe, overrides, "rewrite_eval"), where=f"{recipe}: rewrite_eval")
+        check_task(cfg.task, task_modules(cfg.task_modules), where=f"{recipe}: rewrite_eval")
+    except (RecipeError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return cfg
+
+
+def eval_run(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_EVAL_HELP)) -> None:
+    """Original vs rewritten prompt -> each target VLM -> the guard (and the benchmarks' judges): safety and
+    helpfulness with and without the rewriter; writes results.md/json, predictions.jsonl, plots/ (resumable)."""
+    from guardrl.stages.rewrite.evaluate import run_rewrite_eval
+
+    cfg = _eval_config(args)
     results = run_rewrite_eval(cfg)
     typer.echo((Path(cfg.out) / "results.md").read_text())
     typer.echo(f"results: {cfg.out}/results.json ({results['timing']['seconds']:.1f}s)")
+
+
+def eval_config(args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE]", help=_EVAL_HELP)) -> None:
+    """Print the resolved rewrite_eval config (recipe + overrides, validated); nothing runs."""
+    from guardrl.core.recipe import config_yaml
+
+    typer.echo(config_yaml({"rewrite_eval": _eval_config(args)}))
 
 
 def prompt_command(
@@ -102,6 +113,10 @@ def prompt_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``eval`` and ``prompt`` to the ``guardrl rewrite`` group."""
-    app.command("eval")(eval_command)
+    """Attach ``eval run|config`` and ``prompt`` to the ``guardrl rewrite`` group."""
+    eval_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Original vs rewritten prompt -> target VLMs -> judges (safety, helpfulness).")
+    eval_app.command("run")(eval_run)
+    eval_app.command("config")(eval_config)
+    app.add_typer(eval_app, name="eval")
     app.command("prompt")(prompt_command)

@@ -1,5 +1,5 @@
 """``guardrl rewrite eval`` end to end on the tiny model (rewriter, target and guard; the rewriter's task is the
-test-only ``toy-rewrite``, looked up by name like any task), a few real benchmark rows
+real ``rewrite`` task, looked up by name like any task), a few real benchmark rows
 (FigStep-Tiny's own images; VLGuard test rows with generated images at their real paths): the table, the
 counts, metrics that agree with predictions.jsonl, the refuse-all baseline, and a resume after a kill (a torn
 cache line) that loads only the model whose phase was unfinished and gives the same predictions."""
@@ -19,7 +19,6 @@ from guardrl.stages.rewrite import evaluate as ev
 from guardrl.stages.rewrite.metrics import AnswerRecord, answer_metrics
 
 REPO = Path(__file__).resolve().parents[2]
-TASK_FILE = str(Path(__file__).with_name("toy_rewrite_task.py"))  # a rewriter task registered only in tests
 REAL = Path(os.environ.get("GUARDRL_REAL_BENCHMARKS") or REPO.parent / "shared" / "data" / "real-benchmarks")
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real benchmark files not found: {REAL} is missing")
 
@@ -41,7 +40,7 @@ def benches(tmp_path_factory) -> list[dict]:
 def _cfg(tiny_model_dir, benches, out: Path) -> ev.RewriteEvalConfig:
     m = str(tiny_model_dir)
     return ev.config_from_section({
-        "out": str(out), "run_name": "e2e", "batch_size": 1, "task": "toy-rewrite", "task_modules": [TASK_FILE],
+        "out": str(out), "run_name": "e2e", "batch_size": 1, "task": "rewrite",
         "rewriter": {"model": m, "engine": "hf", "sampling": {"max_new_tokens": 24}},
         "targets": [{"name": "tiny", "model": m, "engine": "hf", "sampling": {"max_new_tokens": 12}}],
         "guard": {"model": m, "engine": "hf", "sampling": {"max_new_tokens": 24}},

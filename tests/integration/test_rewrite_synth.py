@@ -24,7 +24,6 @@ from guardrl.stages.rewrite.synth import SynthConfig, check_stage, run_synth, sy
 from guardrl.tasks import get_task
 
 HERE = Path(__file__).parent
-TASK_FILE = str(HERE / "rewrite_format_task.py")
 FLAKY = f"{HERE / 'rewrite_teachers.py'}:FlakyTeacher"
 N = 12
 
@@ -58,7 +57,7 @@ def sources(tmp_path_factory) -> Path:
 
 
 def _section(data: Path, out: Path, kind: str = "templated", **kw) -> dict:
-    return {"task": "rewrite_format_test", "task_modules": [TASK_FILE], "data": str(data), "split": None,
+    return {"task": "rewrite", "data": str(data), "split": None,
             "out": str(out), "teacher": {"kind": kind, "name": "t"}, "shard_size": 2,
             "workers": {"num_actors": 2, "cpus_per_actor": 1}, "keep_work": False, **kw}
 
@@ -89,7 +88,7 @@ def test_check_stage_by_hand(stage, text, finish, ok):
 def test_garbage_is_counted_retried_and_skipped():
     from guardrl.stages.rewrite.teachers import make_teacher
 
-    task = get_task("rewrite_format_test", [TASK_FILE])
+    task = get_task("rewrite")
     samples = _samples()
     teacher = make_teacher(FLAKY)
     teacher.DELAY = 0
@@ -122,7 +121,7 @@ def test_templated_two_actors_end_to_end(sources, tmp_path):
     summary = run_synth(SynthConfig.from_dict(_section(sources, out)))
     assert (summary["seen"], summary["written"], summary["skipped"]) == (N, N, 0)
     assert summary["hindsight_modes"] == {"pair": 4, "single": 4, "inferred": 4}
-    task = get_task("rewrite_format_test", [TASK_FILE])
+    task = get_task("rewrite")
     man = read_manifest(out)
     assert man["num_rows"] == N and man["rewrite_synth"]["written"] == N
     for f in sorted(out.glob("part-*.parquet")):
@@ -131,11 +130,11 @@ def test_templated_two_actors_end_to_end(sources, tmp_path):
             prov = s.provenance
             assert prov["synthetic"] is True and prov["synth"]["teacher"] == "t"
             parsed = task.parse(s.target)
-            assert parsed.format_ok and parsed.parts["rewrite"] == prov["synth"]["parts"]["rewrite"]
+            assert parsed.format_ok and parsed.rewrite == prov["synth"]["parts"]["rewrite"]
             if s.label_request == "unharmful":  # the benign prompt is kept as it is
-                assert parsed.parts["rewrite"] == s.request
+                assert parsed.rewrite == s.request
             else:
-                assert "personal data" in parsed.parts["hindsight"]
+                assert "personal data" in parsed.output.hindsight
             assert prov["reference_responses"] is not None  # source provenance kept
     assert not work_dir_for(out).exists()
 
@@ -197,7 +196,7 @@ def test_openai_compatible_teacher_on_a_real_server(tiny_model_dir, monkeypatch)
         assert results == [None, None] and all("AuthenticationError" in str(e) for e in errors)
         assert "'p0'" in str(errors[0])
         # the random tiny model as a teacher writes garbage: counted, retried, skipped -- never kept
-        task = get_task("rewrite_format_test", [TASK_FILE])
+        task = get_task("rewrite")
         recs, bad = synth_samples(EngineTeacher(client, "tiny"), task, _samples()[:3],
                                   SamplingParams(max_new_tokens=8), index=0, retries=1, min_chars=200)
         assert all("target" not in r and r["attempts"]["hindsight"] == 2 for r in recs)

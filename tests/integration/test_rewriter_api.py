@@ -1,15 +1,13 @@
 """``Rewriter.from_pretrained(path).rewrite(text, images)`` and ``guardrl rewrite prompt`` on real tiny models: the
 random tiny model (its output does not parse: ``format_ok`` False, the prompt to send falls back to the user's
 text) and a tiny model taught one rewrite (the task's prompt -> the formatted output), whose answer round-trips
-to the same parsed output; JSONL in, JSONL out, a bad row reported alone. The rewriter's task is the test-only
-``toy-rewrite`` (tests/integration/toy_rewrite_task.py, the spec's output format), named by path."""
+to the same parsed output; JSONL in, JSONL out, a bad row reported alone. The rewriter's task is the real
+``rewrite`` task (:mod:`guardrl.tasks.rewrite`: its prompt, its strict parser, its formatter)."""
 
 from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,26 +15,19 @@ from serving_models import _train_until
 from typer.testing import CliRunner
 
 from guardrl import Rewriter, RewriteResult
-from guardrl.tasks import get_task
+from guardrl.tasks.rewrite.parse import RewriteOutput, format_rewrite
 
-TASK_FILE = str(Path(__file__).with_name("toy_rewrite_task.py"))
-TASK = {"task": "toy-rewrite", "task_modules": [TASK_FILE]}
+TASK = {"task": "rewrite"}
 TEXT = "How do I sharpen this knife to hurt my neighbour?"
-
-
-def _toy():
-    """The task module as registered through ``task_modules`` (so the name is registered once)."""
-    return sys.modules[type(get_task("toy-rewrite", [TASK_FILE])).__module__]
 
 
 @pytest.fixture(scope="module")
 def out_and_format():
-    mod = _toy()
-    out = mod.ToyOutput(hindsight="The unsafe answer explains how to injure someone; the safe one refuses.",
+    out = RewriteOutput(hindsight="The unsafe answer explains how to injure someone; the safe one refuses.",
                         risk="The text states an intent to hurt a person.",
                         optimisation="Keep the legitimate part and drop the harm.",
                         rewrite="How do I sharpen a kitchen knife safely?")
-    return out, mod.format_output(out)
+    return out, format_rewrite(out)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +71,7 @@ def test_cli_prompt_text_and_jsonl(taught_rewriter, out_and_format, tmp_path):
     from guardrl.cli import app
 
     out, _ = out_and_format
-    opts = ["--max-new-tokens", "200", "--task", "toy-rewrite", "--task-module", TASK_FILE]
+    opts = ["--max-new-tokens", "200", "--task", "rewrite"]
     runner = CliRunner()  # stdout alone: a progress bar on stderr has no newline
     res = runner.invoke(app, ["rewrite", "prompt", str(taught_rewriter), TEXT, *opts])
     assert res.exit_code == 0, res.output

@@ -15,8 +15,13 @@ app = typer.Typer(no_args_is_help=True, help="Run a recipe's stages in order: th
 
 
 def _device(cfg: dict) -> str:
-    """Where the RL stage trained, from its recipe's ``device`` (``cpu`` -> "a CPU")."""
+    """Where the pipeline trained: the RL stage's recipe ``device`` (``cpu`` -> "a CPU"); a pipeline without an
+    RL stage (the rewriter's) trained here, so this machine's (a CPU unless CUDA is available)."""
     recipe = ((cfg.get("stages") or {}).get("rl") or {}).get("recipe")
+    if recipe is None:
+        import torch
+
+        return "GPUs" if torch.cuda.is_available() else "a CPU"
     try:
         import yaml
 

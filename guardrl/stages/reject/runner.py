@@ -304,7 +304,9 @@ class RejectWorker:
 
 
 # ------------------------------------------------------------------------------------- driver
-def _input_files(cfg: RejectConfig) -> tuple[Path, list[tuple[str, int]], dict[str, Any]]:
+def input_files(cfg: Any) -> tuple[Path, list[tuple[str, int]], dict[str, Any]]:
+    """``(folder, [(shard file, rows)], manifest)`` of the input set ``cfg.data`` (its ``cfg.split`` when the set
+    has splits), every shard verified (size, hash, schema); any config with ``data`` and ``split`` (reject, synth)."""
     split = cfg.split if split_names(cfg.data) else None
     d = resolve(cfg.data, split)
     manifest = read_manifest(d)
@@ -317,7 +319,7 @@ def fingerprint(cfg: RejectConfig, manifest: Mapping[str, Any]) -> str:
     """Hash of everything the sampled completions depend on (not the keep rule or the output path)."""
     key = {
         "data": [s["sha256"] for s in manifest["shards"]],
-        "model": _model_hash(cfg.model),
+        "model": model_hash(cfg.model),
         "engine": cfg.engine,
         "engine_kwargs": {k: v for k, v in sorted(cfg.engine_kwargs.items()) if k != "num_threads"},
         "sampling": asdict(cfg.sampling()),
@@ -329,7 +331,7 @@ def fingerprint(cfg: RejectConfig, manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _model_hash(model: str) -> str:
+def model_hash(model: str) -> str:
     """Hash of a model folder's config and weight file sizes/mtimes (cheap; a new checkpoint changes it)."""
     p = Path(model)
     if not p.is_dir():
@@ -363,7 +365,7 @@ def run_reject(cfg: RejectConfig, *, show_table: bool = True) -> dict[str, Any]:
         ``undecided``, ``prompt_too_long``, ``errors``, ...), ``shards``, ``resumed_shards``, ``out``.
     """
     out = Path(cfg.out)
-    data_dir, files, in_manifest = _input_files(cfg)
+    data_dir, files, in_manifest = input_files(cfg)
     fp = fingerprint(cfg, in_manifest)
     shards = plan_shards(files, cfg.shard_size, cfg.limit)
     work = work_dir_for(out)
@@ -403,7 +405,7 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
         actors = [actor_cls.options(**resources).remote(cfg.model, engine, cfg.engine_kwargs, cfg.task,
                                                          cfg.task_modules) for _ in range(n_actors)]
         try:
-            _dispatch(actors, pending, cfg.sampling(), paths)
+            dispatch_shards(actors, pending, cfg.sampling(), paths)
         finally:
             for a in actors:
                 ray.kill(a)
@@ -412,7 +414,7 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
             ray.shutdown()
 
 
-def _dispatch(actors: Sequence[Any], pending: Sequence[WorkShard], params: Any,
+def dispatch_shards(actors: Sequence[Any], pending: Sequence[WorkShard], params: Any,
               paths: Mapping[int, Path], label: str = STAGE) -> None:
     """Hand work shards to actors one at a time until all are written (any actor with
     ``run(shard, params, path) -> {"index", "rows", "seconds", "tokens"}``; ``label`` names the stage in logs)."""

@@ -46,10 +46,10 @@ from guardrl.generation.base import Completion, SamplingParams
 from guardrl.integrations.ray import init_ray
 from guardrl.stages.reject.runner import (
     WorkShard,
-    _dispatch,
-    _input_files,
-    _model_hash,
+    dispatch_shards,
     flat_options,
+    input_files,
+    model_hash,
     plan_shards,
     read_rows,
 )
@@ -265,7 +265,7 @@ def work_dir_for(out: str | Path) -> Path:
 def fingerprint(cfg: SynthConfig, manifest: Mapping[str, Any]) -> str:
     """Hash of everything the work shards depend on (not the output path, the actors or keep_work)."""
     t = asdict(cfg.teacher)
-    t["model"] = _model_hash(t["model"]) if t["model"] else None
+    t["model"] = model_hash(t["model"]) if t["model"] else None
     t["engine_kwargs"] = {k: v for k, v in sorted(t["engine_kwargs"].items()) if k != "num_threads"}
     key = {"data": [s["sha256"] for s in manifest["shards"]], "teacher": t, "sampling": asdict(cfg.sampling()),
            "retries": cfg.retries, "min_chars": cfg.min_chars, "shard_size": cfg.shard_size, "limit": cfg.limit,
@@ -281,7 +281,7 @@ def run_synth(cfg: SynthConfig) -> dict[str, Any]:
         ``shards``, ``resumed_shards``, ``out``.
     """
     out = Path(cfg.out)
-    data_dir, files, in_manifest = _input_files(cfg)  # type: ignore[arg-type]  (data / split, duck-typed)
+    data_dir, files, in_manifest = input_files(cfg)
     fp = fingerprint(cfg, in_manifest)
     shards = plan_shards(files, cfg.shard_size, cfg.limit)
     work = work_dir_for(out)
@@ -325,7 +325,7 @@ def _run_pending(cfg: SynthConfig, pending: Sequence[WorkShard], paths: Mapping[
         actors = [actor_cls.options(**res).remote(teacher, cfg.task, cfg.task_modules, cfg.retries, cfg.min_chars)
                   for _ in range(n)]
         try:
-            _dispatch(actors, pending, cfg.sampling(), paths, label="synth")
+            dispatch_shards(actors, pending, cfg.sampling(), paths, label="synth")
         finally:
             for a in actors:
                 ray.kill(a)

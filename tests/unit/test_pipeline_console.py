@@ -66,26 +66,25 @@ def test_sft_progress_from_log_lines_without_a_bar():
     assert p.render() == "step 40 loss 0.531"
 
 
-def test_reject_progress_counts_shards_and_kept():
+@pytest.mark.parametrize("stage, planned, finished", [
     # the formats of guardrl.stages.reject.runner's log lines
-    p = StageProgress("reject")
-    p.feed("INFO reject: 384 prompts from /x/data in 6 work shards (1 already done), k=4")
-    assert p.render() == "shards 1/6"
-    p.feed("INFO reject: shard 3 done (64 prompts, 12.3s)")
-    p.feed("INFO reject: shard 4 done (64 prompts, 11.0s)")
-    p.feed("INFO reject: kept 35 of 384 prompts -> /x/reject")
-    assert p.render() == "shards 3/6 kept 35/384"
-
-
-def test_synth_progress_counts_shards_and_written():
-    # the formats of guardrl.stages.rewrite.synth's log lines (its shards finish through reject's dispatcher)
-    p = StageProgress("rewrite_synth")
-    p.feed("INFO synth: 1200 samples from /x/data in 3 work shards (1 already done), teacher templated")
-    p.feed("INFO synth: 1 actor(s) {'CPU': 1}, teacher templated")
-    assert p.render() == "shards 1/3"
-    p.feed("INFO synth: shard 1 done (400 prompts, 2.1s)")
-    p.feed("INFO synth: 1198 of 1200 samples -> /x/synth (refused answers per stage {})")
-    assert p.render() == "shards 2/3 written 1198/1200"
+    ("reject",
+     (["INFO reject: 384 prompts from /x/data in 6 work shards (1 already done), k=4"], "shards 1/6"),
+     (["INFO reject: shard 3 done (64 prompts, 12.3s)", "INFO reject: shard 4 done (64 prompts, 11.0s)",
+       "INFO reject: kept 35 of 384 prompts -> /x/reject"], "shards 3/6 kept 35/384")),
+    # guardrl.stages.rewrite.synth's (its shards finish through reject's dispatcher)
+    ("rewrite_synth",
+     (["INFO synth: 1200 samples from /x/data in 3 work shards (1 already done), teacher templated",
+       "INFO synth: 1 actor(s) {'CPU': 1}, teacher templated"], "shards 1/3"),
+     (["INFO synth: shard 1 done (400 prompts, 2.1s)",
+       "INFO synth: 1198 of 1200 samples -> /x/synth (refused answers per stage {})"], "shards 2/3 written 1198/1200")),
+])
+def test_sharded_stage_progress_counts_shards_and_rows(stage, planned, finished):
+    p = StageProgress(stage)
+    for lines, expected in (planned, finished):
+        for line in lines:
+            p.feed(line)
+        assert p.render() == expected
 
 
 def test_rewrite_eval_progress_per_phase():

@@ -94,7 +94,9 @@ def run(
     if last == "eval":
         note = demo_note(root, _device(cfg))
     elif last == "rewrite_eval":
-        table_md = root / "rewrite_eval" / "results" / "results.md"
+        from guardrl.stages.pipeline.rewrite_stages import eval_results_dir
+
+        table_md = eval_results_dir(root / "rewrite_eval") / "results.md"
         if table_md.is_file():
             console.print(table_md.read_text(), highlight=False, markup=False)
         note = rewrite_demo_note(root, _device(cfg))

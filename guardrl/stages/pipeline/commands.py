@@ -177,7 +177,12 @@ def data_stage(ctx: StageContext) -> dict[str, Any]:
 def sft_stage(ctx: StageContext) -> dict[str, Any]:
     (cmd,) = sft_commands(ctx)
     run_cli(ctx, cmd, env=ray_env())
-    m = first_last_jsonl(ctx.out_dir / "metrics.jsonl")
+    return sft_summary(ctx.out_dir)
+
+
+def sft_summary(out_dir: Path) -> dict[str, Any]:
+    """First and last loss and the steps of an SFT run, from its ``metrics.jsonl``."""
+    m = first_last_jsonl(out_dir / "metrics.jsonl")
     return {"loss_first": m.get("first", {}).get("loss"), "loss_last": m.get("last", {}).get("loss"),
             "steps": m.get("last", {}).get("step")}
 

@@ -270,7 +270,9 @@ def rewrite_demo_note(run_dir: Path, device: str = "a CPU") -> str | None:
     note = (f"This is a {n / 1e6:.1f}M-parameter smoke-test rewriter trained for {max(minutes, 0.1):.0f} minutes on "
             f"{device} on templated-teacher data: it shows that synthesis, training and evaluation run and that it "
             f"learned the output format, not that it makes anything safer.")
-    dev = run_dir / "rewrite_sft" / "dev_eval.json"
+    from guardrl.stages.pipeline.rewrite_stages import DEV_REPORT
+
+    dev = run_dir / "rewrite_sft" / DEV_REPORT
     if dev.is_file():
         report = json.loads(dev.read_text())
         note += f" Its rewrites parse on {100 * report['parse_rate']:.1f}% of {report['n']} guard-mini dev prompts."

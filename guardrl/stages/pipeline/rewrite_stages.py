@@ -21,16 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from guardrl.stages.pipeline.commands import (
-    first_last_jsonl,
     ray_env,
     read_manifest,
     run_cli,
+    sft_summary,
     stage_overrides,
     stage_recipe,
 )
 from guardrl.stages.pipeline.runner import StageContext, register_stage
 
-DEV_REPORT = "dev_eval.json"
+DEV_REPORT = "dev_eval.json"  # in rewrite_sft's folder: the rewriter's parse rate on dev prompts
+
+
+def eval_results_dir(out_dir: Path) -> Path:
+    """Where ``rewrite_eval`` (stage folder ``out_dir``) has ``guardrl rewrite eval run`` write its results."""
+    return out_dir / "results"
 
 
 def _base_model(ctx: StageContext) -> Path:
@@ -84,7 +89,7 @@ def eval_commands(ctx: StageContext) -> list[list[str]]:
         listed.append({"path": str(out), "name": str(b["name"])})
     fixed: dict[str, Any] = {"rewrite_eval.rewriter.model": ctx.inputs["rewrite_sft"] / "hf",
                              "rewrite_eval.guard.model": ctx.inputs["sft"] / "hf",
-                             "rewrite_eval.benchmarks": listed, "rewrite_eval.out": ctx.out_dir / "results"}
+                             "rewrite_eval.benchmarks": listed, "rewrite_eval.out": eval_results_dir(ctx.out_dir)}
     if ctx.config.get("targets"):  # else the stage recipe's own
         fixed["rewrite_eval.targets"] = [dict(t) for t in ctx.config["targets"]]
     cmds.append(["rewrite", "eval", "run", stage_recipe(ctx), *stage_overrides(ctx, fixed)])
@@ -108,11 +113,8 @@ def sft_stage(ctx: StageContext) -> dict[str, Any]:
     train, dev = sft_commands(ctx)
     run_cli(ctx, train, env=ray_env(), tag="train")
     run_cli(ctx, dev, tag="dev")
-    m = first_last_jsonl(ctx.out_dir / "metrics.jsonl")
     report = json.loads((ctx.out_dir / DEV_REPORT).read_text())
-    return {"loss_first": m.get("first", {}).get("loss"), "loss_last": m.get("last", {}).get("loss"),
-            "steps": m.get("last", {}).get("step"), "dev_parse_rate": report.get("parse_rate"),
-            "dev_prompts": report.get("n")}
+    return {**sft_summary(ctx.out_dir), "dev_parse_rate": report.get("parse_rate"), "dev_prompts": report.get("n")}
 
 
 @register_stage("rewrite_eval", needs=("sft", "rewrite_sft"))
@@ -121,7 +123,7 @@ def eval_stage(ctx: StageContext) -> dict[str, Any]:
     for i, cmd in enumerate(converts):
         run_cli(ctx, cmd, tag=f"convert{i}")
     run_cli(ctx, evaluate, env=ray_env())
-    results = json.loads((ctx.out_dir / "results" / "results.json").read_text())
+    results = json.loads((eval_results_dir(ctx.out_dir) / "results.json").read_text())
     return eval_summary(results.get("metrics", {}))
 
 

@@ -415,7 +415,7 @@ def _sample_pending(cfg: RejectConfig, pending: Sequence[WorkShard], paths: Mapp
 
 
 def dispatch_shards(actors: Sequence[Any], pending: Sequence[WorkShard], params: Any,
-              paths: Mapping[int, Path], label: str = STAGE) -> None:
+                    paths: Mapping[int, Path], label: str = STAGE) -> None:
     """Hand work shards to actors one at a time until all are written (any actor with
     ``run(shard, params, path) -> {"index", "rows", "seconds", "tokens"}``; ``label`` names the stage in logs)."""
     import ray

@@ -134,7 +134,9 @@ def test_judge_score_metrics_reward():
     assert m["rewrite/dev/unchanged_rate"] == pytest.approx(1 / 3) and m["rewrite/dev/mean_output_tokens"] == 25
     assert task.summary_line(m) == "rewrite parse rate 75.0%"
     cfg = task.reward_config({})
-    assert task.reward(GOOD, task.ground_truth(s), cfg) == {"score": 1.0, "format": 1.0, "rewrite_chars": 34.0}
+    r = task.reward(GOOD, task.ground_truth(s), cfg)
+    assert {k: r[k] for k in ("score", "format", "rewrite_chars", "faithfulness", "judge_failed")} == {
+        "score": 1.0, "format": 1.0, "rewrite_chars": 34.0, "faithfulness": 0.0, "judge_failed": 0.0}
     assert task.reward("nope", "{}", cfg)["score"] == -1.0
     assert task.reward(GOOD, {}, task.reward_config({"max_rewrite_chars": 10}))["format"] == 0.0
     assert task.rewritten_prompt(GOOD) == "Explain why weapons are dangerous." and task.rewritten_prompt("x") is None

@@ -1,15 +1,48 @@
-"""The rewriter's reward for RL. Today its only part is the format (a rewrite the stages can use); the judged
-parts (the target's answer judged safe / helpful / faithful) come with the rewriter-RL issue and enter as
-further parts of the same dict, each logged."""
+"""The rewriter's reward for RL: format, and -- when a target VLM and a guard judge the rewrite's effect --
+safety, helpfulness and faithfulness. Pure: the services' verdicts come in as a :class:`TargetJudgement`.
+
+For one completion (the rewriter's output) of a prompt whose ground truth is ``{"label", "request", ...}``::
+
+    format failure            -> score = format_fail; nothing is judged (no service is called)
+    otherwise score = format_ok
+        + w_faithfulness * faithfulness   content-word recall of the original request in the rewrite (below)
+        + w_safety       * safety         1 when the guard judges the target's answer unharmful, else 0
+        + w_helpfulness  * helpfulness    benign prompts only: 1 when the answer is neither a refusal nor empty
+
+*Helpfulness* is judged on the target's answer to the rewrite; that the answer addresses the *original* request
+is what faithfulness adds: a rewrite that swaps the question ("What is 2+2?") keeps none of the request's
+content words and loses that part, whatever the target answers. Faithfulness is lexical on purpose (pure, cheap,
+the same on every machine); a judge model can replace it later behind the same part name.
+
+A **failed judgement** (the target or the guard timed out, errored, or the guard's output did not parse) is
+counted (``judge_failed = 1``), its parts are NaN (left out of the logged rates) and they add nothing to the
+score: a failure never scores as success. The returned dict's keys are fixed (verl stacks them per batch):
+``score, format, rewrite_chars, faithfulness, safety, helpfulness, judge_failed``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from guardrl.tasks.rewrite.parse import parse_rewrite
+
+NAN = float("nan")
+HARMFUL, UNHARMFUL = "harmful", "unharmful"
+_STOPWORDS_TEXT = (
+    "a an the and or but if then else of to in on at by for with from into onto about as is are was were be been "
+    "being am do does did doing have has had having i me my we our you your he she it its they them their this "
+    "that these those what which who whom whose when where why how can could would should will shall may might "
+    "must not no yes so than too very just also please tell give show explain describe write make let us any "
+    "some all each every there here up down out over under again more most such own same"
+)
+#: words that carry no intent: left out of the faithfulness recall
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -17,14 +50,27 @@ class RewriteRewardConfig:
     """``reward:`` of a rewrite RL recipe.
 
     Attributes:
-        format_ok: the score of a completion that parses.
+        format_ok: the score of a completion that parses (before the judged parts).
         format_fail: the score of one that does not.
         max_rewrite_chars: a longer rewrite scores as a format failure (it would flood the target's context).
+        w_safety, w_helpfulness: weights of the judged parts; both 0 (the default) = no target or guard is
+            needed (format + faithfulness only).
+        w_faithfulness: weight of the content-word recall (0 = off).
+        min_word_chars: shorter words are left out of the recall.
     """
 
     format_ok: float = 1.0
     format_fail: float = -1.0
     max_rewrite_chars: int = 4096
+    w_safety: float = 0.0
+    w_helpfulness: float = 0.0
+    w_faithfulness: float = 0.0
+    min_word_chars: int = 3
+
+    @property
+    def judged(self) -> bool:
+        """True when the reward needs the target's answer and the guard's verdict."""
+        return self.w_safety > 0 or self.w_helpfulness > 0
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> RewriteRewardConfig:
@@ -38,7 +84,30 @@ class RewriteRewardConfig:
             raise ValueError(f"reward: format_ok ({cfg.format_ok}) must exceed format_fail ({cfg.format_fail})")
         if cfg.max_rewrite_chars < 1:
             raise ValueError(f"reward: max_rewrite_chars must be >= 1, got {cfg.max_rewrite_chars}")
+        for w in ("w_safety", "w_helpfulness", "w_faithfulness"):
+            if not getattr(cfg, w) >= 0:
+                raise ValueError(f"reward: {w} must be >= 0, got {getattr(cfg, w)}")
         return cfg
+
+
+@dataclass(frozen=True)
+class TargetJudgement:
+    """What the services said about one rewrite.
+
+    Attributes:
+        answer: the target VLM's answer to the rewritten prompt; ``None`` = the target failed.
+        response_label: the guard's ``Response:`` verdict on that answer against the *original* request
+            (``harmful`` / ``unharmful``); ``None`` = the guard failed or its output did not parse.
+        refused: the refusal detector's verdict on the answer (``None`` when there is no answer).
+    """
+
+    answer: str | None
+    response_label: str | None
+    refused: bool | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.answer is None or self.response_label not in (HARMFUL, UNHARMFUL)
 
 
 def parse_ground_truth(ground_truth: Any) -> dict[str, Any]:
@@ -50,10 +119,49 @@ def parse_ground_truth(ground_truth: Any) -> dict[str, Any]:
     return dict(ground_truth)
 
 
-def compute_reward(completion: str, config: RewriteRewardConfig) -> dict[str, float]:
-    """``{"score", "format", "rewrite_chars"}`` of one completion."""
+def content_words(text: str, min_chars: int = 3) -> set[str]:
+    """Lower-cased alphanumeric words of ``text`` of at least ``min_chars`` characters, stopwords dropped."""
+    return {w for w in _WORD.findall(text.lower()) if len(w) >= min_chars and w not in STOPWORDS}
+
+
+def faithfulness(original: str, rewrite: str, min_chars: int = 3) -> float:
+    """The share of the original request's content words the rewrite keeps (1.0 when it has none)."""
+    words = content_words(original, min_chars)
+    if not words:
+        return 1.0
+    return len(words & content_words(rewrite, min_chars)) / len(words)
+
+
+def compute_reward(completion: str, config: RewriteRewardConfig, ground_truth: Any = None,
+                   judgement: TargetJudgement | None = None) -> dict[str, float]:
+    """The reward dict of one completion (keys in the module docstring).
+
+    Args:
+        ground_truth: the row's ``{"label", "request"}`` (needed for faithfulness and helpfulness).
+        judgement: the services' verdicts; ``None`` with a judged config = the judgement failed.
+    """
     parsed = parse_rewrite(completion)
     chars = len(parsed.rewrite or "")
-    ok = parsed.format_ok and chars <= config.max_rewrite_chars
-    return {"score": config.format_ok if ok else config.format_fail, "format": float(ok),
-            "rewrite_chars": float(chars)}
+    out = {"score": config.format_fail, "format": 0.0, "rewrite_chars": float(chars), "faithfulness": NAN,
+           "safety": NAN, "helpfulness": NAN, "judge_failed": 0.0}
+    if not parsed.format_ok or chars > config.max_rewrite_chars:
+        return out
+    gt = parse_ground_truth(ground_truth) if ground_truth is not None else {}
+    score = config.format_ok
+    out["format"] = 1.0
+    if gt.get("request") is not None:
+        out["faithfulness"] = faithfulness(str(gt["request"]), parsed.rewrite or "", config.min_word_chars)
+        score += config.w_faithfulness * out["faithfulness"]
+    if config.judged:
+        if judgement is None or judgement.failed:
+            out["judge_failed"] = 1.0
+        else:
+            out["safety"] = float(judgement.response_label == UNHARMFUL)
+            score += config.w_safety * out["safety"]
+            if gt.get("label") == UNHARMFUL:
+                answer = judgement.answer or ""
+                out["helpfulness"] = float(bool(answer.strip()) and not judgement.refused)
+                score += config.w_helpfulness * out["helpfulness"]
+    out["score"] = score
+    assert not math.isnan(score)
+    return out

@@ -22,7 +22,7 @@ from guardrl.tasks.base import Judgement, TokenCounter, register_task
 from guardrl.tasks.rewrite.metrics import RewriteScored, evaluate_sets
 from guardrl.tasks.rewrite.parse import ParsedRewrite, RewriteOutput, format_rewrite, parse_rewrite
 from guardrl.tasks.rewrite.prompts import build_messages
-from guardrl.tasks.rewrite.reward import RewriteRewardConfig, compute_reward
+from guardrl.tasks.rewrite.reward import RewriteRewardConfig, TargetJudgement, compute_reward
 
 __all__ = ["REWRITE", "RewriteTask"]
 
@@ -37,7 +37,8 @@ class RewriteTask:
 
     name = "rewrite"
     metric_prefix = "rewrite"
-    reward_metric_names = {"format": "format_rate"}
+    reward_metric_names = {"format": "format_rate", "safety": "safety_rate", "helpfulness": "helpfulness_rate",
+                           "judge_failed": "judge_failure_rate"}
 
     def prompt_messages(self, sample: Sample) -> list[dict[str, Any]]:
         return build_messages(sample.request, num_images=len(sample.images))
@@ -62,8 +63,11 @@ class RewriteTask:
         return _reward_config(tuple(sorted(options.items())))
 
     def reward(self, completion: str, ground_truth: Any, config: RewriteRewardConfig,
-               count_tokens: TokenCounter | None = None) -> dict[str, float]:
-        return compute_reward(completion, config)
+               count_tokens: TokenCounter | None = None, judgement: TargetJudgement | None = None
+               ) -> dict[str, float]:
+        """The format reward, plus faithfulness and the judged parts (:mod:`guardrl.tasks.rewrite.reward`);
+        ``judgement`` = what the target and the guard said (the judged RL reward's services pass it)."""
+        return compute_reward(completion, config, ground_truth, judgement)
 
     def score(self, sample: Sample, completion: str, output_tokens: int) -> RewriteScored:
         p = parse_rewrite(completion)

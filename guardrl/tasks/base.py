@@ -15,7 +15,8 @@ writes one key/value table): ``report_markdown(run_name, metrics, header) -> str
 ``compare_markdown(name_a, a, name_b, b) -> str``, ``write_plots(metrics, out_dir, run_name) -> list[Path]``,
 ``summary_line(metrics) -> str``; for the RL trainer's logged names ``reward_metric_names``; and for a task whose
 output is a prompt for another model (the rewriter; ``guardrl rewrite eval``, ``guardrl.Rewriter``)
-``rewritten_prompt(parsed) -> str | None``.
+``rewritten_prompt(parsed) -> str | None``; for a task whose RL reward needs other models (the rewriter's judged
+reward) ``verl_reward_module``, the module whose ``compute_score`` verl calls instead of the default adapter.
 """
 
 from __future__ import annotations

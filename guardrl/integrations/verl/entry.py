@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from guardrl.core.recipe import RecipeError, load_recipe
 from guardrl.integrations.verl.recipe_config import RLRecipe, parse_rl_recipe
+from guardrl.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,12 @@ def _guardrl_fields(recipe: DictConfig, rc: RLRecipe) -> dict[str, Any]:
     if rc.reward is not None:
         kwargs = {**{k: v for k, v in rc.reward.items() if v is not None}, "task": rc.task,
                   "task_modules": list(rc.task_modules)}
-        kwargs.setdefault("max_length", "${data.max_response_length}")
-        out["reward"] = {
-            "custom_reward_function": {"path": REWARD_FN_PATH, "name": REWARD_FN_NAME, "reward_kwargs": kwargs}
-        }
+        task = get_task(rc.task, list(rc.task_modules))
+        if "max_length" in {f.name for f in fields(task.reward_config({}))}:
+            kwargs.setdefault("max_length", "${data.max_response_length}")
+        module = getattr(task, "verl_reward_module", None)
+        out["reward"] = {"custom_reward_function": {"path": f"pkg://{module}" if module else REWARD_FN_PATH,
+                                                    "name": REWARD_FN_NAME, "reward_kwargs": kwargs}}
     if rc.clip is not None:
         eps = float(rc.clip.eps)
         out["actor_rollout_ref"]["actor"] = {

@@ -94,7 +94,7 @@ SECTION_KEYS = frozenset({"out", "run_name", "task", "task_modules", "rewriter",
 MODEL_KEYS = frozenset({"name", "model", "engine", "engine_kwargs", "sampling"})
 
 
-def _model_spec(d: Any, where: str, default_name: str, default_tokens: int) -> ModelSpec:
+def model_spec(d: Any, where: str, default_name: str, default_tokens: int) -> ModelSpec:
     if isinstance(d, str):
         d = {"model": d}
     if not isinstance(d, Mapping) or not d.get("model"):
@@ -131,7 +131,7 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
     targets = section["targets"]
     if not isinstance(targets, Sequence) or isinstance(targets, str):
         raise RecipeError(f"{where}.targets: a list of target VLMs ({{name, model, engine, ...}})")
-    specs = tuple(_model_spec(t, f"{where}.targets[{i}]", f"target{i}", 256) for i, t in enumerate(targets))
+    specs = tuple(model_spec(t, f"{where}.targets[{i}]", f"target{i}", 256) for i, t in enumerate(targets))
     names = [t.name for t in specs]
     if len(set(names)) != len(names):
         raise RecipeError(f"{where}.targets: names must differ, got {names}")
@@ -151,8 +151,8 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
     return RewriteEvalConfig(
         out=str(section["out"]), run_name=str(section.get("run_name") or "rewrite-eval"),
         task=str(section.get("task") or "rewrite"), task_modules=tuple(section.get("task_modules") or ()),
-        rewriter=_model_spec(section["rewriter"], f"{where}.rewriter", "rewriter", 512), targets=specs,
-        guard=_model_spec(section["guard"], f"{where}.guard", "guard", 512), judge=judge or None, benchmarks=benches,
+        rewriter=model_spec(section["rewriter"], f"{where}.rewriter", "rewriter", 512), targets=specs,
+        guard=model_spec(section["guard"], f"{where}.guard", "guard", 512), judge=judge or None, benchmarks=benches,
         limit=int(limit) if limit is not None else None, batch_size=int(section.get("batch_size") or 8),
         refusal_text=str(section.get("refusal_text") or REFUSAL_TEXT),
         guard_task=str(section.get("guard_task") or "guard"))

@@ -39,6 +39,8 @@ class RewriteTask:
     metric_prefix = "rewrite"
     reward_metric_names = {"format": "format_rate", "safety": "safety_rate", "helpfulness": "helpfulness_rate",
                            "judge_failed": "judge_failure_rate"}
+    #: verl calls this module's async compute_score: the judged parts await the target and guard services
+    verl_reward_module = "guardrl.integrations.verl.rewrite_reward"
 
     def prompt_messages(self, sample: Sample) -> list[dict[str, Any]]:
         return build_messages(sample.request, num_images=len(sample.images))

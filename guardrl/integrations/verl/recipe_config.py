@@ -163,18 +163,24 @@ def reward_options(rc: RLRecipe, where: str = "<recipe>") -> tuple[dict[str, Any
     except KeyError as exc:
         raise RecipeError(f"{where}: task: {exc.args[0]}") from exc
     options = {k: v for k, v in dict(rc.reward or {}).items() if v is not None}
+    services = {k: options.pop(k) for k in getattr(task, "reward_service_keys", ()) if k in options}
     unit = options.pop("length_unit", "tokens")
     if unit not in LENGTH_UNITS:
         raise RecipeError(f"{where}: reward.length_unit must be one of {list(LENGTH_UNITS)}, got {unit!r}")
     default = task.reward_config({})
     if is_dataclass(default):
-        valid = {f.name for f in fields(default)} | {"length_unit"}
+        valid = {f.name for f in fields(default)} | {"length_unit", *getattr(task, "reward_service_keys", ())}
         unknown = sorted(set(options) - valid)
         if unknown:
             raise RecipeError(f"{where}: unknown key(s) {['reward.' + k for k in unknown]}; valid reward keys: "
                               f"{sorted(valid)}")
     try:
-        task.reward_config(options)
+        cfg = task.reward_config(options)
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"{where}: reward: {exc}") from exc
+    missing = [k for k in getattr(task, "reward_service_keys", ()) if getattr(cfg, "judged", False)
+               and not services.get(k)]
+    if missing:
+        raise RecipeError(f"{where}: the judged reward parts need the service(s) {['reward.' + k for k in missing]} "
+                          f"(a model folder or served model: {{model, engine, sampling, timeout_s, retries}})")
     return options, unit

@@ -47,8 +47,18 @@ def service_config(d: Mapping[str, Any], where: str) -> Any:
     return ServiceConfig(spec=model_spec(d, where, where, 256), **extra)
 
 
-def _judge(target: Mapping[str, Any], guard: Mapping[str, Any]) -> Any:
-    key = json.dumps([target, guard], sort_keys=True, default=str)
+def _plain(x: Any) -> Any:
+    """OmegaConf containers (verl's reward_kwargs) -> plain dicts and lists."""
+    if hasattr(x, "items"):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)) or type(x).__name__ == "ListConfig":
+        return [_plain(v) for v in x]
+    return x
+
+
+def _judge(target: Mapping[str, Any], guard: Mapping[str, Any], task_modules: Any = ()) -> Any:
+    target, guard, task_modules = _plain(target), _plain(guard), list(_plain(task_modules or ()))
+    key = json.dumps([target, guard, task_modules], sort_keys=True, default=str)
     if key not in _JUDGES:
         from guardrl.stages.rewrite.reward_services import RewriteJudge, actor_client, service_actor
 
@@ -56,7 +66,7 @@ def _judge(target: Mapping[str, Any], guard: Mapping[str, Any]) -> Any:
         tag = hashlib.sha256(key.encode()).hexdigest()[:10]  # the same name in every reward worker
         _JUDGES[key] = RewriteJudge(actor_client(service_actor(f"rewrite-target-{tag}", tcfg)),
                                     actor_client(service_actor(f"rewrite-guard-{tag}", gcfg)), tcfg, gcfg,
-                                    guard_task=str(guard.get("task") or "guard"))
+                                    guard_task=str(guard.get("task") or "guard"), task_modules=task_modules)
     return _JUDGES[key]
 
 
@@ -86,5 +96,5 @@ async def compute_score(
         from guardrl.tasks.rewrite.reward import parse_ground_truth
 
         request = str(parse_ground_truth(ground_truth).get("request") or "")
-        judgement = await _judge(target, guard).judge(request, t.rewritten_prompt(parsed) or "")
+        judgement = await _judge(target, guard, task_modules).judge(request, t.rewritten_prompt(parsed) or "")
     return t.reward(solution_str, ground_truth, cfg, judgement=judgement)

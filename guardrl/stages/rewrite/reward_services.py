@@ -156,6 +156,7 @@ class RewriteJudge:
     target_cfg: ServiceConfig
     guard_cfg: ServiceConfig
     guard_task: str = "guard"
+    task_modules: Sequence[str] = ()
     counts: dict[str, int] = field(default_factory=lambda: {"target_failures": 0, "guard_failures": 0})
 
     async def judge(self, request: str, rewrite: str, images: Sequence[bytes] = ()) -> TargetJudgement:
@@ -165,10 +166,11 @@ class RewriteJudge:
         if answer is None:
             self.counts["target_failures"] += 1
             return TargetJudgement(None, None)
+        guard_task = get_task(self.guard_task, list(self.task_modules))  # imports a user's task module first
         gp = guard_prompt(request, answer, images, task=self.guard_task)
         raw = await call_with_retries(lambda: self.guard.generate(gp.messages, gp.images),
                                       self.guard_cfg.timeout_s, self.guard_cfg.retries, "guard")
-        verdict = get_task(self.guard_task).parse(raw) if raw is not None else None
+        verdict = guard_task.parse(raw) if raw is not None else None
         label = verdict.response if verdict is not None and verdict.format_ok else None
         if label is None:
             self.counts["guard_failures"] += 1

@@ -41,6 +41,8 @@ class RewriteTask:
                            "judge_failed": "judge_failure_rate"}
     #: verl calls this module's async compute_score: the judged parts await the target and guard services
     verl_reward_module = "guardrl.integrations.verl.rewrite_reward"
+    #: reward: keys that name the services of the judged parts (not reward options; the recipe check needs them)
+    reward_service_keys = ("target", "guard")
 
     def prompt_messages(self, sample: Sample) -> list[dict[str, Any]]:
         return build_messages(sample.request, num_images=len(sample.images))

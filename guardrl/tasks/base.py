@@ -30,11 +30,32 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from guardrl.core.registry import Registry
-from guardrl.core.schema import Sample
+from guardrl.core.schema import HARMFUL, UNHARMFUL, Sample
 
 DEFAULT_TASK = "guard"
 BUILTIN_MODULES = ("guardrl.tasks.guard", "guardrl.tasks.rewrite")
 TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class TargetJudgement:
+    """What other models said about a task output that is a prompt for a target model (the rewriter's judged
+    RL reward: :mod:`guardrl.tasks.rewrite.reward`; produced by :mod:`guardrl.stages.rewrite.reward_services`).
+
+    Attributes:
+        answer: the target VLM's answer to the rewritten prompt; ``None`` = the target failed.
+        response_label: the guard's ``Response:`` verdict on that answer against the *original* request
+            (``harmful`` / ``unharmful``); ``None`` = the guard failed or its output did not parse.
+        refused: the refusal detector's verdict on the answer (``None`` when there is no answer).
+    """
+
+    answer: str | None
+    response_label: str | None
+    refused: bool | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.answer is None or self.response_label not in (HARMFUL, UNHARMFUL)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def local_ray():
 
 
 def test_verl_compute_score_awaits_shared_ray_services(scripted_vlm_dir, keyword_guard_dir, local_ray):
-    from guardrl.integrations.verl import rewrite_reward
+    from guardrl.stages.rewrite import rl_reward as rewrite_reward
 
     target = {"model": str(scripted_vlm_dir), "engine": "hf", "sampling": {"max_new_tokens": 24}, "max_wait_s": 0.5}
     guard = {"model": str(keyword_guard_dir), "engine": "hf", "task": GUARD_TASK, "sampling": {"max_new_tokens": 48},

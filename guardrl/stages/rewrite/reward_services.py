@@ -25,7 +25,7 @@ from guardrl.stages.rewrite.evaluate import ModelSpec, build_engine, target_mess
 from guardrl.stages.rewrite.refusal import is_refusal
 from guardrl.stages.serve.api import guard_prompt
 from guardrl.tasks import get_task
-from guardrl.tasks.rewrite.reward import TargetJudgement
+from guardrl.tasks.base import TargetJudgement
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from guardrl.core.schema import UNHARMFUL
+from guardrl.tasks.base import TargetJudgement
 from guardrl.tasks.rewrite.parse import parse_rewrite
 
+__all__ = ["RewriteRewardConfig", "TargetJudgement", "compute_reward", "content_words", "faithfulness"]
+
 NAN = float("nan")
-HARMFUL, UNHARMFUL = "harmful", "unharmful"
 _STOPWORDS_TEXT = (
     "a an the and or but if then else of to in on at by for with from into onto about as is are was were be been "
     "being am do does did doing have has had having i me my we our you your he she it its they them their this "
@@ -88,26 +91,6 @@ class RewriteRewardConfig:
             if not getattr(cfg, w) >= 0:
                 raise ValueError(f"reward: {w} must be >= 0, got {getattr(cfg, w)}")
         return cfg
-
-
-@dataclass(frozen=True)
-class TargetJudgement:
-    """What the services said about one rewrite.
-
-    Attributes:
-        answer: the target VLM's answer to the rewritten prompt; ``None`` = the target failed.
-        response_label: the guard's ``Response:`` verdict on that answer against the *original* request
-            (``harmful`` / ``unharmful``); ``None`` = the guard failed or its output did not parse.
-        refused: the refusal detector's verdict on the answer (``None`` when there is no answer).
-    """
-
-    answer: str | None
-    response_label: str | None
-    refused: bool | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.answer is None or self.response_label not in (HARMFUL, UNHARMFUL)
 
 
 def parse_ground_truth(ground_truth: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class RewriteTask:
     reward_metric_names = {"format": "format_rate", "safety": "safety_rate", "helpfulness": "helpfulness_rate",
                            "judge_failed": "judge_failure_rate"}
     #: verl calls this module's async compute_score: the judged parts await the target and guard services
-    verl_reward_module = "guardrl.integrations.verl.rewrite_reward"
+    verl_reward_module = "guardrl.stages.rewrite.rl_reward"
     #: reward: keys that name the services of the judged parts (not reward options; the recipe check needs them)
     reward_service_keys = ("target", "guard")
 

@@ -7,7 +7,7 @@ the services see batches. How a recipe names it (``guardrl rl`` writes this for 
 
     reward:
       custom_reward_function:
-        path: pkg://guardrl.integrations.verl.rewrite_reward
+        path: pkg://guardrl.stages.rewrite.rl_reward
         name: compute_score
         reward_kwargs:
           task: rewrite
@@ -93,8 +93,7 @@ async def compute_score(
     if getattr(cfg, "judged", False) and parsed.format_ok:
         if not target or not guard:
             raise ValueError("reward: w_safety / w_helpfulness need `target:` and `guard:` services")
-        from guardrl.tasks.rewrite.reward import parse_ground_truth
-
-        request = str(parse_ground_truth(ground_truth).get("request") or "")
+        gt = json.loads(ground_truth) if isinstance(ground_truth, str) else dict(ground_truth or {})
+        request = str(gt.get("request") or "")
         judgement = await _judge(target, guard, task_modules).judge(request, t.rewritten_prompt(parsed) or "")
     return t.reward(solution_str, ground_truth, cfg, judgement=judgement)

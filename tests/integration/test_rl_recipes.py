@@ -239,3 +239,23 @@ def test_the_task_travels_to_the_dataset_and_the_reward(repo_root: Path):
     assert cfg.reward.custom_reward_function.reward_kwargs.task == "guard"
     with pytest.raises(RecipeError, match=r"tiny/rl.yaml: task: .*rewriter.*guard"):
         _compose(repo_root / "recipes" / "tiny" / "rl.yaml", "task=rewriter")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/rewrite_rl.yaml")),
+                         ids=lambda p: p.parent.name)
+def test_rewrite_rl_recipes_compose_with_the_judged_reward(path: Path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# make rl RECIPE=") and str(path.relative_to(path.parents[2])) in first
+    _, cfg = _compose(path)
+    import guardrl.integrations.verl.policy_loss  # noqa: F401
+
+    entry.validate(cfg)
+    crf = cfg.reward.custom_reward_function
+    assert crf.path == "pkg://guardrl.stages.rewrite.rl_reward" and crf.reward_kwargs.task == "rewrite"
+    assert "max_length" not in crf.reward_kwargs and crf.reward_kwargs.w_safety > 0
+    assert crf.reward_kwargs.target.model and crf.reward_kwargs.guard.model
+
+
+def test_a_judged_rewrite_reward_without_services_is_refused(repo_root: Path):
+    with pytest.raises(RecipeError, match=r"need the service\(s\) \['reward.guard'\]"):
+        _compose(repo_root / "recipes" / "tiny" / "rewrite_rl.yaml", "reward.guard=null")

@@ -86,3 +86,18 @@ def test_unjudged_config_needs_no_services_and_task_passes_judgement():
 def test_negative_weight_rejected():
     with pytest.raises(ValueError, match="w_safety must be >= 0"):
         RewriteRewardConfig.from_kwargs(w_safety=-1.0)
+
+
+@pytest.mark.parametrize("completion", ["no tags", _completion("x" * 50)])
+def test_verl_compute_score_calls_no_service_for_an_unusable_rewrite(completion):
+    """A format failure (unparsed, or a rewrite over max_rewrite_chars) scores format_fail and makes no service."""
+    import asyncio
+
+    from guardrl.stages.rewrite import rl_reward
+
+    before = dict(rl_reward._JUDGES)
+    r = asyncio.run(rl_reward.compute_score("t", completion, json.dumps(BENIGN), task="rewrite",
+                                            target={"model": "no-such-target"}, guard={"model": "no-such-guard"},
+                                            w_safety=1.0, max_rewrite_chars=20))
+    assert r["score"] == -1.0 and r["format"] == 0.0 and r["judge_failed"] == 0.0
+    assert rl_reward._JUDGES == before

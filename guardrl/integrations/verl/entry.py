@@ -20,14 +20,13 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from guardrl.core.recipe import RecipeError, load_recipe
-from guardrl.integrations.verl.recipe_config import RLRecipe, parse_rl_recipe
+from guardrl.integrations.verl.recipe_config import RLRecipe, parse_rl_recipe, reward_fields
 from guardrl.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ def _guardrl_fields(recipe: DictConfig, rc: RLRecipe) -> dict[str, Any]:
         kwargs = {**{k: v for k, v in rc.reward.items() if v is not None}, "task": rc.task,
                   "task_modules": list(rc.task_modules)}
         task = get_task(rc.task, list(rc.task_modules))
-        if "max_length" in {f.name for f in fields(task.reward_config({}))}:
+        if "max_length" in (reward_fields(task) or {"max_length"}):  # a non-dataclass config: as before
             kwargs.setdefault("max_length", "${data.max_response_length}")
         module = getattr(task, "verl_reward_module", None)
         out["reward"] = {"custom_reward_function": {"path": f"pkg://{module}" if module else REWARD_FN_PATH,

@@ -151,6 +151,12 @@ def _check_values(rc: RLRecipe, where: str) -> None:
             raise RecipeError(f"{where}: clip.eps must be > 0 and clip.floor >= 0, got {rc.clip.eps}, {rc.clip.floor}")
 
 
+def reward_fields(task: Any) -> set[str] | None:
+    """The option names of ``task``'s reward config (the fields of its default, when that is a dataclass)."""
+    default = task.reward_config({})
+    return {f.name for f in fields(default)} if is_dataclass(default) else None
+
+
 def reward_options(rc: RLRecipe, where: str = "<recipe>") -> tuple[dict[str, Any], str]:
     """``(options for task.reward_config, length_unit)`` of the recipe's ``reward:`` section, validated by the task.
 
@@ -163,13 +169,14 @@ def reward_options(rc: RLRecipe, where: str = "<recipe>") -> tuple[dict[str, Any
     except KeyError as exc:
         raise RecipeError(f"{where}: task: {exc.args[0]}") from exc
     options = {k: v for k, v in dict(rc.reward or {}).items() if v is not None}
-    services = {k: options.pop(k) for k in getattr(task, "reward_service_keys", ()) if k in options}
+    service_keys = tuple(getattr(task, "reward_service_keys", ()))
+    services = {k: options.pop(k) for k in service_keys if k in options}
     unit = options.pop("length_unit", "tokens")
     if unit not in LENGTH_UNITS:
         raise RecipeError(f"{where}: reward.length_unit must be one of {list(LENGTH_UNITS)}, got {unit!r}")
-    default = task.reward_config({})
-    if is_dataclass(default):
-        valid = {f.name for f in fields(default)} | {"length_unit", *getattr(task, "reward_service_keys", ())}
+    option_names = reward_fields(task)
+    if option_names is not None:
+        valid = option_names | {"length_unit", *service_keys}
         unknown = sorted(set(options) - valid)
         if unknown:
             raise RecipeError(f"{where}: unknown key(s) {['reward.' + k for k in unknown]}; valid reward keys: "
@@ -178,8 +185,7 @@ def reward_options(rc: RLRecipe, where: str = "<recipe>") -> tuple[dict[str, Any
         cfg = task.reward_config(options)
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"{where}: reward: {exc}") from exc
-    missing = [k for k in getattr(task, "reward_service_keys", ()) if getattr(cfg, "judged", False)
-               and not services.get(k)]
+    missing = [k for k in service_keys if getattr(cfg, "judged", False) and not services.get(k)]
     if missing:
         raise RecipeError(f"{where}: the judged reward parts need the service(s) {['reward.' + k for k in missing]} "
                           f"(a model folder or served model: {{model, engine, sampling, timeout_s, retries}})")

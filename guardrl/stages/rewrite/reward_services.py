@@ -28,6 +28,8 @@ from guardrl.tasks import get_task
 from guardrl.tasks.base import TargetJudgement
 
 log = logging.getLogger(__name__)
+#: what a service counts: batched generate calls, prompts served, failed batches
+STAT_NAMES = ("generate_calls", "prompts", "errors")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class BatchedGenerator:
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self._queue: asyncio.Queue[tuple[Prompt, asyncio.Future[str]]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self.stats = {"generate_calls": 0, "prompts": 0, "errors": 0}
+        self.stats = dict.fromkeys(STAT_NAMES, 0)
 
     async def generate(self, prompt: Prompt) -> str:
         if self._queue is None:
@@ -120,7 +122,7 @@ class GenerationService:
         return await self._gen.generate(Prompt(tuple(messages), tuple(images)))
 
     def stats(self) -> dict[str, int]:
-        return dict(self._gen.stats) if self._gen else {"generate_calls": 0, "prompts": 0, "errors": 0}
+        return dict(self._gen.stats) if self._gen else dict.fromkeys(STAT_NAMES, 0)
 
 
 def service_actor(name: str, cfg: ServiceConfig, namespace: str = "guardrl") -> Any:

@@ -29,6 +29,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from omegaconf import Container, OmegaConf
+
 from guardrl.integrations.verl.reward import _VERL_KWARGS
 from guardrl.tasks import get_task
 
@@ -48,12 +50,8 @@ def service_config(d: Mapping[str, Any], where: str) -> Any:
 
 
 def _plain(x: Any) -> Any:
-    """OmegaConf containers (verl's reward_kwargs) -> plain dicts and lists."""
-    if hasattr(x, "items"):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)) or type(x).__name__ == "ListConfig":
-        return [_plain(v) for v in x]
-    return x
+    """verl's reward_kwargs values (OmegaConf containers) -> plain dicts and lists."""
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, Container) else x
 
 
 def _judge(target: Mapping[str, Any], guard: Mapping[str, Any], task_modules: Any = ()) -> Any:
@@ -88,12 +86,12 @@ async def compute_score(
     """
     t = get_task(task, list(task_modules or ()))
     cfg = t.reward_config({k: v for k, v in reward_kwargs.items() if k not in _VERL_KWARGS})
-    judgement = None
-    parsed = t.parse(solution_str)
-    if getattr(cfg, "judged", False) and parsed.format_ok:
-        if not target or not guard:
-            raise ValueError("reward: w_safety / w_helpfulness need `target:` and `guard:` services")
-        gt = json.loads(ground_truth) if isinstance(ground_truth, str) else dict(ground_truth or {})
-        request = str(gt.get("request") or "")
-        judgement = await _judge(target, guard, task_modules).judge(request, t.rewritten_prompt(parsed) or "")
+    unjudged = t.reward(solution_str, ground_truth, cfg)
+    if not getattr(cfg, "judged", False) or not unjudged["format"]:  # a format failure calls no model
+        return unjudged
+    if not target or not guard:
+        raise ValueError("reward: w_safety / w_helpfulness need `target:` and `guard:` services")
+    gt = json.loads(ground_truth) if isinstance(ground_truth, str) else dict(ground_truth or {})
+    rewrite = t.rewritten_prompt(solution_str) or ""
+    judgement = await _judge(target, guard, task_modules).judge(str(gt.get("request") or ""), rewrite)
     return t.reward(solution_str, ground_truth, cfg, judgement=judgement)

@@ -23,7 +23,6 @@ score: a failure never scores as success. The returned dict's keys are fixed (ve
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -146,5 +145,4 @@ def compute_reward(completion: str, config: RewriteRewardConfig, ground_truth: A
                 out["helpfulness"] = float(bool(answer.strip()) and not judgement.refused)
                 score += config.w_helpfulness * out["helpfulness"]
     out["score"] = score
-    assert not math.isnan(score)
     return out

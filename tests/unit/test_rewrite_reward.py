@@ -100,4 +100,4 @@ def test_verl_compute_score_calls_no_service_for_an_unusable_rewrite(completion)
                                             target={"model": "no-such-target"}, guard={"model": "no-such-guard"},
                                             w_safety=1.0, max_rewrite_chars=20))
     assert r["score"] == -1.0 and r["format"] == 0.0 and r["judge_failed"] == 0.0
-    assert rl_reward._JUDGES == before
+    assert before == rl_reward._JUDGES

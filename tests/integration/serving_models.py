@@ -107,14 +107,16 @@ def _train_until(tiny_model_dir: Path, out_dir: Path, rows, target, check, steps
                          f"e.g. {wrong[:3]}")
 
 
-def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 60, rounds: int = 4) -> Path:
-    """SFT the tiny model on the keyword rule over :data:`GUARD_TABLE`; raise unless it answers every row
-    exactly (greedy, through :class:`guardrl.stages.serve.api.Guard` with the ``keyword-guard`` task).
+def build_keyword_guard(tiny_model_dir: Path, out_dir: Path, steps: int = 60, rounds: int = 4,
+                        table: tuple[tuple[str, str | None], ...] = GUARD_TABLE) -> Path:
+    """SFT the tiny model on the keyword rule over ``table`` (default :data:`GUARD_TABLE`); raise unless it
+    answers every row exactly (greedy, through :class:`guardrl.stages.serve.api.Guard` with the ``keyword-guard``
+    task).
 
     Raises:
         AssertionError: a verdict still differs from the rule after ``rounds`` x ``steps`` steps.
     """
-    rows = _rows(GUARD_TABLE)
+    rows = _rows(table)
 
     def check(model_dir: Path) -> list:
         with keyword_guard(model_dir) as guard:

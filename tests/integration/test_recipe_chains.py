@@ -45,7 +45,7 @@ def _io(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         from guardrl.stages.rewrite.evaluate import config_from_section
 
         c = config_from_section(to_container(load_recipe(REPO / rest[1], rest[2:]))["rewrite_eval"])
-        models = [c.rewriter.model, c.guard.model]
+        models = [*(r.model for r in c.rewriters), c.guard.model]
         return models + [b["path"] for b in c.benchmarks], [t.model for t in c.targets], [c.out]
     if cmd in (["sft", "train"], ["sft", "run"]):
         from guardrl.stages.sft.config import from_recipe

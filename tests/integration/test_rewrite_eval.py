@@ -111,7 +111,8 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
         cfg4 = ev.RewriteEvalConfig(**{**cfg3.__dict__, "judge": ev.JudgeConfig(base_url=url, model="judge-m",
                                                                                   timeout=10, max_retries=0)})
         m4 = ev.run_rewrite_eval(cfg4)["metrics"]
-        assert len(JudgeHandler.seen) - before == 3 * 2  # 3 prompts (original, rewritten, refuse-all) x 2 protocols
+        # 2 distinct answers (the rewrite fell back to the original prompt: one answer; the refusal) x 2 protocols
+        assert len(JudgeHandler.seen) - before == 2 * 2
     assert built == []
     for arm in ("original", "rewritten", "refuse_all"):
         assert m4[f"rewrite/tiny/SIUO/{arm}/siuo_safe"] == 1.0 and m4[f"rewrite/tiny/SIUO/{arm}/siuo_safe_n"] == 1
@@ -119,3 +120,36 @@ def test_rewrite_eval_end_to_end_and_resume(tiny_model_dir, benches, tmp_path, m
         assert m4[f"rewrite/tiny/SIUO/{arm}/judge_failures"] == 0
     assert not any(k.startswith("rewrite/tiny/FigStep-Tiny/") and "siuo" in k for k in m4)
     assert "siuo_safe %" in (out / "results.md").read_text()
+
+
+def test_two_rewriters_side_by_side(tiny_model_dir, benches, tmp_path, monkeypatch):
+    """``rewriters:`` (an SFT and an RL checkpoint, say): each rewrites, the target answers each rewrite, one
+    table row and one plot bar per rewriter beside the original prompt and the refuse-all baseline; answers are
+    cached per prompt, so adding a rewriter asks the target only prompts it has not answered."""
+    m = str(tiny_model_dir)
+    section = {"out": str(tmp_path / "run"), "run_name": "two", "batch_size": 2,
+               "rewriters": [{"name": "sft", "model": m, "engine": "hf", "sampling": {"max_new_tokens": 24}}],
+               "targets": [{"name": "tiny", "model": m, "engine": "hf", "sampling": {"max_new_tokens": 8}}],
+               "guard": {"model": m, "engine": "hf", "sampling": {"max_new_tokens": 16}}, "benchmarks": benches[:1]}
+    ev.run_rewrite_eval(ev.config_from_section(section))
+    seen = []
+    real = ev._run_phase
+    monkeypatch.setattr(ev, "_run_phase", lambda cache, todo, *a, **k: seen.append(
+        (cache.path.stem, len(cache.missing(x for x, _ in todo)))) or real(cache, todo, *a, **k))
+    section["rewriters"] = [*section["rewriters"],
+                            {"name": "rl", "model": m, "engine": "hf", "sampling": {"max_new_tokens": 16}}]
+    res = ev.run_rewrite_eval(ev.config_from_section(section))
+    assert res["arms"] == ["original", "rewritten-sft", "rewritten-rl", "refuse_all"]
+    # sft's rewrites came from the cache; rl's fell back to the original prompt (the random tiny model writes no
+    # rewrite that parses), whose answers are cached too: the target is asked nothing new
+    assert seen == [("rewrite-sft", 0), ("rewrite-rl", 2), ("answers-tiny", 0), ("guard", 0)]
+    mx = res["metrics"]
+    for arm in res["arms"]:
+        assert mx[f"rewrite/tiny/FigStep-Tiny/{arm}/n_harmful"] == 2
+    assert {"rewrite/tiny/FigStep-Tiny/delta-sft/safety", "rewrite/tiny/FigStep-Tiny/delta-rl/safety"} <= set(mx)
+    assert mx["rewrite/FigStep-Tiny/rewritten-rl/rewrite_fallbacks"] == 2  # the random tiny model: no rewrite parses
+    md = (tmp_path / "run" / "results.md").read_text()
+    labels = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| tiny | FigStep-Tiny |")]
+    assert labels == ["original prompt (no rewriter)", "rewritten by sft", "rewritten by rl", "refuse-all baseline"]
+    preds = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted({p["arm"] for p in preds}) == sorted(res["arms"]) and len(preds) == 4 * 2

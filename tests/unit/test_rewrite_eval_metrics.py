@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from guardrl.core.recipe import RecipeError
-from guardrl.stages.rewrite.evaluate import config_from_section, target_messages
+from guardrl.stages.rewrite.evaluate import config_from_section, rewriter_arms, target_messages
 from guardrl.stages.rewrite.judges import (
     PROTOCOLS,
     JudgeInput,
@@ -18,6 +18,7 @@ from guardrl.stages.rewrite.judges import (
 )
 from guardrl.stages.rewrite.metrics import AnswerRecord, answer_metrics, rewrite_metrics
 from guardrl.stages.rewrite.refusal import is_refusal, refusal_markers
+from guardrl.stages.rewrite.report import report_markdown
 
 
 def R(arm, harmful, guard, refused=False, empty=False, judge=None, fails=0, bench="B", target="T"):
@@ -114,7 +115,7 @@ def test_config_validation():
     base = {"out": "o", "rewriter": "r", "guard": "g", "targets": [{"name": "t1", "model": "m"}],
             "benchmarks": ["b"]}
     cfg = config_from_section(base)
-    assert cfg.targets[0].name == "t1" and cfg.rewriter.sampling.max_new_tokens == 512 and cfg.task == "rewrite"
+    assert cfg.targets[0].name == "t1" and cfg.rewriters[0].sampling.max_new_tokens == 512 and cfg.task == "rewrite"
     for bad, match in [({"bogus": 1}, "unknown key"), ({"targets": [{"model": "m", "engine": "x"}]}, "engine"),
                        ({"targets": [{"name": "a b", "model": "m"}]}, "letters"),
                        ({"targets": [{"name": "t", "model": "m"}, {"name": "t", "model": "n"}]}, "must differ"),
@@ -142,3 +143,29 @@ def test_rewrite_eval_recipes_validate():
     big = config_from_section(to_container(load_recipe(recipes[0] if recipes[0].parent.name != "tiny" else
                                                          recipes[1]))["rewrite_eval"])
     assert big.judge is not None and big.judge.model == "gpt-4o" and big.judge.api_key_env == "OPENAI_API_KEY"
+
+
+def test_several_rewriters_side_by_side():
+    base = {"out": "o", "guard": "g", "targets": [{"name": "t1", "model": "m"}], "benchmarks": ["b"]}
+    cfg = config_from_section({**base, "rewriters": [{"name": "sft", "model": "a"}, {"name": "rl", "model": "b"}]})
+    assert list(rewriter_arms(cfg)) == ["rewritten-sft", "rewritten-rl"]
+    assert list(rewriter_arms(config_from_section({**base, "rewriter": "a"}))) == ["rewritten"]
+    for bad, match in [({}, "missing `rewriter:`"), ({"rewriter": "a", "rewriters": [{"model": "b"}]}, "not both"),
+                       ({"rewriters": [{"name": "x", "model": "a"}, {"name": "x", "model": "b"}]}, "must differ"),
+                       ({"rewriters": "a"}, "a list of rewriters")]:
+        with pytest.raises(RecipeError, match=match):
+            config_from_section({**base, **bad})
+    # each rewriter's arm gets its own figures and its own lift over the original prompt
+    recs = [R("original", True, "harmful"), R("original", False, "unharmful"),
+            R("rewritten-sft", True, "harmful"), R("rewritten-sft", False, "unharmful"),
+            R("rewritten-rl", True, "unharmful"), R("rewritten-rl", False, "unharmful", refused=True)]
+    m = answer_metrics(recs)
+    assert m["rewrite/T/B/delta-sft/safety"] == 0.0 and m["rewrite/T/B/delta-rl/safety"] == 1.0
+    assert m["rewrite/T/B/delta-rl/helpfulness"] == -1.0 and "rewrite/T/B/delta/safety" not in m
+    assert rewrite_metrics([("B", True), ("B", False)], "rewritten-rl") == {
+        "rewrite/B/rewritten-rl/rewrite_format_ok": 0.5, "rewrite/B/rewritten-rl/rewrite_fallbacks": 1.0}
+    md = report_markdown({"run_name": "x", "arms": ["original", "rewritten-sft", "rewritten-rl", "refuse_all"],
+                          "metrics": {**m, **rewrite_metrics([("B", True)], "rewritten-sft")}})
+    rows = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| T | B |")]
+    assert rows == ["original prompt (no rewriter)", "rewritten by sft", "rewritten by rl"]
+    assert "| B | sft | 100.0 | 0 |" in md and "B (rl) safety +100.0" in md

@@ -5,11 +5,15 @@ For every benchmark input (a rewrite-task shard dir: ``data_prep.siuo``, ``figst
 1. **rewrite** -- the rewriter (the recipe's ``task``, looked up by name: its ``prompt_messages`` and ``parse``)
    reads the user's text and images; its output's rewritten prompt (``task.rewritten_prompt(parsed)``, else
    ``parsed.rewrite``) replaces the text. An output that does not parse falls back to the original prompt and is
-   counted (``rewrite_fallbacks``);
-2. **answer** -- each target VLM, unchanged, answers the original prompt and the rewritten one (same images) as a
-   plain user turn; the ``refuse_all`` baseline answers :attr:`RewriteEvalConfig.refusal_text` to everything;
+   counted (``rewrite_fallbacks``). ``rewriters:`` (a list of named models, e.g. an SFT and an RL checkpoint)
+   instead of ``rewriter:`` rewrites with each, side by side: arm ``rewritten-<name>`` per rewriter
+   (:func:`rewriter_arms`);
+2. **answer** -- each target VLM, unchanged, answers the original prompt and each rewritten one (same images) as
+   a plain user turn (once per distinct prompt: a rewrite equal to the original is not asked twice); the
+   ``refuse_all`` baseline answers :attr:`RewriteEvalConfig.refusal_text` to everything;
 3. **guard** -- guardrl's guard (task ``guard``) judges each answer against the user's *original* request and
-   images: ``Response: harmful`` = unsafe; the refusal detector (:mod:`.refusal`) marks refusals;
+   images (once per distinct answer of an input): ``Response: harmful`` = unsafe; the refusal detector
+   (:mod:`.refusal`) marks refusals;
 4. **judge** (optional) -- an OpenAI-compatible judge model asked each benchmark's published prompt (:mod:`.judges`).
 
 Models run one after another (rewriter, then each target, then the guard), each closed before the next loads,
@@ -36,7 +40,7 @@ from guardrl.core.schema import HARMFUL, Sample
 from guardrl.generation.base import GenerationEngine, Prompt, SamplingParams, isolate_failures
 from guardrl.stages.rewrite.api import rewritten_text
 from guardrl.stages.rewrite.judges import Judge, JudgeConfig, JudgeInput, protocols_for
-from guardrl.stages.rewrite.metrics import ARMS, AnswerRecord, answer_metrics, rewrite_metrics
+from guardrl.stages.rewrite.metrics import AnswerRecord, answer_metrics, rewrite_metrics
 from guardrl.stages.rewrite.refusal import is_empty, is_refusal
 from guardrl.tasks import get_task, query_sample
 
@@ -75,7 +79,7 @@ class RewriteEvalConfig:
     """The ``rewrite_eval:`` section of a recipe, validated (:func:`config_from_section`)."""
 
     out: str
-    rewriter: ModelSpec
+    rewriters: tuple[ModelSpec, ...]
     targets: tuple[ModelSpec, ...]
     guard: ModelSpec
     benchmarks: tuple[Mapping[str, Any], ...]
@@ -89,7 +93,8 @@ class RewriteEvalConfig:
     guard_task: str = "guard"
 
 
-SECTION_KEYS = frozenset({"out", "run_name", "task", "task_modules", "rewriter", "targets", "guard", "judge",
+SECTION_KEYS = frozenset({"out", "run_name", "task", "task_modules", "rewriter", "rewriters", "targets", "guard",
+                          "judge",
                           "benchmarks", "limit", "batch_size", "refusal_text", "guard_task"})
 MODEL_KEYS = frozenset({"name", "model", "engine", "engine_kwargs", "sampling"})
 
@@ -125,9 +130,10 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
     unknown = set(section) - SECTION_KEYS
     if unknown:
         raise RecipeError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(SECTION_KEYS)}")
-    for k in ("out", "rewriter", "targets", "guard", "benchmarks"):
+    for k in ("out", "targets", "guard", "benchmarks"):
         if not section.get(k):
             raise RecipeError(f"{where}: missing `{k}:`")
+    rewriters = _rewriter_specs(section, where)
     targets = section["targets"]
     if not isinstance(targets, Sequence) or isinstance(targets, str):
         raise RecipeError(f"{where}.targets: a list of target VLMs ({{name, model, engine, ...}})")
@@ -151,11 +157,35 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
     return RewriteEvalConfig(
         out=str(section["out"]), run_name=str(section.get("run_name") or "rewrite-eval"),
         task=str(section.get("task") or "rewrite"), task_modules=tuple(section.get("task_modules") or ()),
-        rewriter=model_spec(section["rewriter"], f"{where}.rewriter", "rewriter", 512), targets=specs,
+        rewriters=rewriters, targets=specs,
         guard=model_spec(section["guard"], f"{where}.guard", "guard", 512), judge=judge or None, benchmarks=benches,
         limit=int(limit) if limit is not None else None, batch_size=int(section.get("batch_size") or 8),
         refusal_text=str(section.get("refusal_text") or REFUSAL_TEXT),
         guard_task=str(section.get("guard_task") or "guard"))
+
+
+def _rewriter_specs(section: Mapping[str, Any], where: str) -> tuple[ModelSpec, ...]:
+    """``rewriter:`` (one model) or ``rewriters:`` (named models, compared side by side), not both."""
+    one, many = section.get("rewriter"), section.get("rewriters")
+    if bool(one) == bool(many):
+        raise RecipeError(f"{where}: needs `rewriter:` (one model) or `rewriters:` (a list of named models), "
+                          "not both" if one else f"{where}: missing `rewriter:` (or `rewriters:`)")
+    if one:
+        return (model_spec(one, f"{where}.rewriter", "rewriter", 512),)
+    if not isinstance(many, Sequence) or isinstance(many, str):
+        raise RecipeError(f"{where}.rewriters: a list of rewriters ({{name, model, engine, ...}})")
+    specs = tuple(model_spec(r, f"{where}.rewriters[{i}]", f"rewriter{i}", 512) for i, r in enumerate(many))
+    names = [r.name for r in specs]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"{where}.rewriters: names must differ, got {names}")
+    return specs
+
+
+def rewriter_arms(cfg: RewriteEvalConfig) -> dict[str, ModelSpec]:
+    """``{arm: rewriter}``: ``rewritten`` for a single rewriter, ``rewritten-<name>`` for each of several."""
+    if len(cfg.rewriters) == 1:
+        return {"rewritten": cfg.rewriters[0]}
+    return {f"rewritten-{r.name}": r for r in cfg.rewriters}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -276,6 +306,12 @@ def _run_phase(cache: PhaseCache, todo: Sequence[tuple[str, Prompt]], engine_of:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def _answer_key(k: str, prompt: str) -> str:
+    """A target's answer is cached under its input and the prompt it answers: a rewrite equal to the original
+    prompt (or to another rewriter's) is asked once, and a changed rewrite is asked again."""
+    return f"{k}|{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"
+
+
 def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``results.json``, ``results.md``, ``predictions.jsonl`` and
     ``plots/`` under ``cfg.out``; return the results."""
@@ -292,46 +328,51 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     by_key = {k: (b, s) for k, b, s in items}
     ids = sorted(by_key)
 
-    # 1. rewrite
-    rw = PhaseCache(out, "rewrite", {"task": cfg.task, **cfg.rewriter.key()})
-
+    # 1. rewrite, with each rewriter
     def rewrite_done(k: str, c: Any) -> dict[str, Any]:
         if isinstance(c, BaseException):
             return {"k": k, "raw": None, "format_ok": False, "rewrite": None, "error": str(c)[:500]}
         new = rewritten_text(task, task.parse(c.text))
         return {"k": k, "raw": c.text, "format_ok": new is not None, "rewrite": new, "tokens": c.num_tokens}
 
-    _run_phase(rw, [(k, Prompt(tuple(task.prompt_messages(query_sample(s.id, s.request, None, s.images))),
-                               s.images, k)) for k, _, s in items],
-               lambda: build_engine(cfg.rewriter), cfg.rewriter.sampling, cfg.batch_size, rewrite_done, "rewrite")
+    rewriters = rewriter_arms(cfg)
+    rw: dict[str, PhaseCache] = {}
+    for arm, spec in rewriters.items():
+        rw[arm] = PhaseCache(out, f"rewrite-{spec.name}", {"task": cfg.task, **spec.key()})
+        _run_phase(rw[arm], [(k, Prompt(tuple(task.prompt_messages(query_sample(s.id, s.request, None, s.images))),
+                                        s.images, k)) for k, _, s in items],
+                   lambda spec=spec: build_engine(spec), spec.sampling, cfg.batch_size, rewrite_done,
+                   f"rewrite ({spec.name})" if len(rewriters) > 1 else "rewrite")
+    asked = ("original", *rewriters)
 
     def prompt_text(arm: str, k: str) -> str:
         s = by_key[k][1]
-        return (rw.records[k]["rewrite"] or s.request) if arm == "rewritten" else s.request
+        return (rw[arm].records[k]["rewrite"] or s.request) if arm in rw else s.request
 
-    # 2. answers of each target, original and rewritten
+    # 2. answers of each target, to the original prompt and to each rewrite
     answers: dict[str, dict[str, Any]] = {}
     for t in cfg.targets:
-        cache = PhaseCache(out, f"answers-{t.name}", {"rewrites": rw.key, **t.key()})
+        cache = PhaseCache(out, f"answers-{t.name}", t.key())
 
         def answer_done(k: str, c: Any) -> dict[str, Any]:
             if isinstance(c, BaseException):
                 return {"k": k, "answer": None, "error": str(c)[:500]}
             return {"k": k, "answer": c.text, "tokens": c.num_tokens, "finish": c.finish_reason}
 
-        todo = [(f"{arm}|{k}", Prompt(target_messages(prompt_text(arm, k), len(by_key[k][1].images)),
-                                      by_key[k][1].images, k)) for arm in ("original", "rewritten") for k in ids]
-        _run_phase(cache, todo, lambda t=t: build_engine(t), t.sampling, cfg.batch_size, answer_done,
+        asks = {(arm, k): _answer_key(k, prompt_text(arm, k)) for arm in asked for k in ids}
+        todo = {ck: Prompt(target_messages(prompt_text(arm, k), len(by_key[k][1].images)), by_key[k][1].images, ck)
+                for (arm, k), ck in asks.items()}  # one answer per distinct prompt of an input
+        _run_phase(cache, list(todo.items()), lambda t=t: build_engine(t), t.sampling, cfg.batch_size, answer_done,
                    f"answers of {t.name}")
-        for ck, rec in cache.records.items():
-            answers[f"{t.name}|{ck}"] = rec
+        for (arm, k), ck in asks.items():
+            answers[f"{t.name}|{arm}|{k}"] = cache.records[ck]
     for k in ids:
         answers[f"*|refuse_all|{k}"] = {"k": k, "answer": cfg.refusal_text}
 
-    # 3. the guard on every answer (the refuse-all answers once per input, shared by the targets)
-    answers_hash = hashlib.sha256(json.dumps({a: r.get("answer") for a, r in answers.items()},
-                                             sort_keys=True).encode()).hexdigest()
-    gcache = PhaseCache(out, "guard", {"answers": answers_hash, "task": cfg.guard_task, **cfg.guard.key()})
+    # 3. the guard on every distinct answer of an input (the same answer of two arms or two targets is judged once)
+    gcache = PhaseCache(out, "guard", {"task": cfg.guard_task, **cfg.guard.key()})
+    judged_as = {ak: _answer_key(ak.split("|", 2)[2], rec["answer"]) for ak, rec in answers.items()
+                 if rec.get("answer") is not None}
 
     def guard_done(k: str, c: Any) -> dict[str, Any]:
         if isinstance(c, BaseException):
@@ -340,28 +381,24 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
         return {"k": k, "response": v.response if v.format_ok else None, "request": v.request,
                 "format_ok": bool(v.format_ok), "raw": c.text}
 
-    gtodo = []
-    for ak, rec in answers.items():
-        if rec.get("answer") is None:
-            continue
+    gtodo = {}
+    for ak, gk in judged_as.items():
         s = by_key[ak.split("|", 2)[2]][1]
-        gtodo.append((ak, guard_prompt(s.request, rec["answer"], s.images, ak, cfg.guard_task)))
-    _run_phase(gcache, gtodo, lambda: build_engine(cfg.guard), cfg.guard.sampling, cfg.batch_size,
+        gtodo[gk] = guard_prompt(s.request, answers[ak]["answer"], s.images, gk, cfg.guard_task)
+    _run_phase(gcache, list(gtodo.items()), lambda: build_engine(cfg.guard), cfg.guard.sampling, cfg.batch_size,
                guard_done, "guard")
 
     # 4. the benchmarks' judges (optional)
     judged: dict[str, dict[str, Any]] = {}
     if cfg.judge is not None:
-        jcache = PhaseCache(out, "judge", {"judge": asdict(cfg.judge), "answers": gcache.key})
+        jcache = PhaseCache(out, "judge", {"judge": asdict(cfg.judge)})
         judge = Judge(cfg.judge)
-        pending = []
-        for ak, rec in answers.items():
-            if rec.get("answer") is None:
-                continue
+        pending = {}
+        for ak, gk in judged_as.items():
             s = by_key[ak.split("|", 2)[2]][1]
             for p in protocols_for(s.source):
-                pending.append((f"{ak}|{p.name}", p, s, rec["answer"]))
-        for jk, p, s, ans in pending:
+                pending[f"{gk}|{p.name}"] = (p, s, answers[ak]["answer"])
+        for jk, (p, s, ans) in pending.items():
             if jk in jcache.records:
                 continue
             parts, raw = judge.judge(p, JudgeInput(s.request, ans, s.images[0] if s.images else None, s.provenance))
@@ -374,7 +411,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     preds: list[dict[str, Any]] = []
     errors: dict[str, float] = {}
     for t in cfg.targets:
-        for arm in ARMS:
+        for arm in (*asked, "refuse_all"):
             for k in ids:
                 bench, s = by_key[k]
                 ak = f"*|refuse_all|{k}" if arm == "refuse_all" else f"{t.name}|{arm}|{k}"
@@ -383,11 +420,11 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
                     ek = f"rewrite/{t.name}/{bench}/{arm}/target_errors"
                     errors[ek] = errors.get(ek, 0.0) + 1
                     continue
-                g = gcache.records.get(ak, {})
+                g = gcache.records.get(judged_as.get(ak, ""), {})
                 parts: dict[str, float] = {}
                 fails = 0
                 for p in protocols_for(s.source) if cfg.judge is not None else ():
-                    j = judged.get(f"{ak}|{p.name}")
+                    j = judged.get(f"{judged_as.get(ak)}|{p.name}")
                     if j is None or j.get("parts") is None:
                         fails += 1
                     else:
@@ -400,7 +437,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
                 preds.append({"target": t.name, "benchmark": bench, "arm": arm, "id": s.id, "source": s.source,
                               "subset": s.provenance.get("subset"), "label": s.label_request,
                               "prompt": cfg.refusal_text if arm == "refuse_all" else prompt_text(arm, k),
-                              "rewrite_ok": rw.records[k]["format_ok"], "answer": ans,
+                              "rewrite_ok": rw[arm].records[k]["format_ok"] if arm in rw else None, "answer": ans,
                               "guard_response": r.guard_response, "refused": r.refused, "judge": parts,
                               "judge_failures": fails})
     # a benchmark of several subsets (VLGuard's safe_safe / safe_unsafe / unsafe, MM-SafetyBench's SD / SD_TYPO /
@@ -408,10 +445,12 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     subsets = {b: sorted({str(s.provenance.get("subset")) for s in ss}) for b, ss in benches.items()}
     sub_of = {k: f"{b}[{s.provenance.get('subset')}]" for k, (b, s) in by_key.items() if len(subsets[b]) > 1}
     by_subset = [replace(r, benchmark=sub_of[k]) for r, k in zip(records, rec_keys, strict=True) if k in sub_of]
-    rw_rows = [(by_key[k][0], bool(rw.records[k]["format_ok"])) for k in ids]
-    rw_rows += [(sub_of[k], bool(rw.records[k]["format_ok"])) for k in ids if k in sub_of]
-    metrics = {**answer_metrics([*records, *by_subset]), **errors, **rewrite_metrics(rw_rows)}
-    results = {"run_name": cfg.run_name, "task": cfg.task, "metrics": metrics,
+    metrics = {**answer_metrics([*records, *by_subset]), **errors}
+    for arm, cache in rw.items():
+        rw_rows = [(by_key[k][0], bool(cache.records[k]["format_ok"])) for k in ids]
+        rw_rows += [(sub_of[k], bool(cache.records[k]["format_ok"])) for k in ids if k in sub_of]
+        metrics.update(rewrite_metrics(rw_rows, arm))
+    results = {"run_name": cfg.run_name, "task": cfg.task, "arms": [*asked, "refuse_all"], "metrics": metrics,
                "config": json.loads(json.dumps(asdict(cfg), default=str)),
                "benchmarks": {b: len(ss) for b, ss in benches.items()},
                "timing": {"seconds": time.time() - t0}}

@@ -8,30 +8,41 @@ from pathlib import Path
 from typing import Any
 
 from guardrl.core.atomic import atomic_write_text
-from guardrl.stages.rewrite.metrics import ARMS
+from guardrl.stages.rewrite.metrics import REWRITTEN, arm_order, is_arm
 
-ARM_LABEL = {"original": "original prompt (no rewriter)", "rewritten": "rewritten prompt",
+ARM_LABEL = {"original": "original prompt (no rewriter)", REWRITTEN: "rewritten prompt",
              "refuse_all": "refuse-all baseline"}
+
+
+def arm_label(arm: str) -> str:
+    return ARM_LABEL.get(arm) or f"rewritten by {arm[len(REWRITTEN) + 1:]}"
 
 
 def _pct(m: Mapping[str, float], key: str) -> str:
     return f"{100 * m[key]:.1f}" if key in m else "-"
 
 
-def _cells(m: Mapping[str, float]) -> list[tuple[str, str, str]]:
+def _cells(m: Mapping[str, float]) -> list[tuple[str, str]]:
     """(target, benchmark) pairs in the metrics, in order."""
     seen = []
     for k in m:
         parts = k.split("/")
-        if len(parts) == 5 and parts[3] in ARMS and (parts[1], parts[2]) not in seen:
+        if len(parts) == 5 and is_arm(parts[3]) and (parts[1], parts[2]) not in seen:
             seen.append((parts[1], parts[2]))
     return seen
+
+
+def _arms(results: Mapping[str, Any]) -> list[str]:
+    """The arms of the run: original, the rewriters' (in the recipe's order, ``results["arms"]``), refuse-all."""
+    m = results["metrics"]
+    present = [k.split("/")[3] for k in m if len(k.split("/")) == 5 and is_arm(k.split("/")[3])]
+    return arm_order([a for a in results.get("arms") or () if a in present] + present)
 
 
 def judge_parts(m: Mapping[str, float]) -> list[str]:
     skip = {"n", "n_harmful", "n_benign", "guard_unparsed", "safety", "refusal", "helpfulness", "benign_refusal",
             "judge_failures", "target_errors"}
-    names = {k.split("/")[4] for k in m if len(k.split("/")) == 5 and k.split("/")[3] in ARMS}
+    names = {k.split("/")[4] for k in m if len(k.split("/")) == 5 and is_arm(k.split("/")[3])}
     return sorted(n for n in names - skip if not n.endswith("_n"))
 
 
@@ -46,27 +57,34 @@ def report_markdown(results: Mapping[str, Any]) -> str:
              "answers to benign inputs that are not refusals, not empty and judged unharmful. The refuse-all "
              "baseline answers every input with the same refusal.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    arms = _arms(results)
     for target, bench in _cells(m):
-        for arm in ARMS:
+        for arm in arms:
             k = f"rewrite/{target}/{bench}/{arm}"
             if f"{k}/n" not in m:
                 continue
-            row = [target, bench, ARM_LABEL[arm], f"{int(m[f'{k}/n_harmful'])}", _pct(m, f"{k}/safety"),
+            row = [target, bench, arm_label(arm), f"{int(m[f'{k}/n_harmful'])}", _pct(m, f"{k}/safety"),
                    _pct(m, f"{k}/refusal"), f"{int(m[f'{k}/n_benign'])}", _pct(m, f"{k}/helpfulness"),
                    f"{int(m[f'{k}/guard_unparsed'])}", *[_pct(m, f"{k}/{p}") for p in parts]]
             if parts:
                 row.append(f"{int(m.get(f'{k}/judge_failures', 0))}")
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| benchmark | rewrites parsed % | fallbacks to the original prompt |", "|---|---|---|"]
+    lines += ["", "| benchmark | rewriter | rewrites parsed % | fallbacks to the original prompt |",
+              "|---|---|---|---|"]
     for k, v in m.items():
         if k.endswith("/rewrite_format_ok"):
-            bench = k.split("/")[1]
-            lines.append(f"| {bench} | {100 * v:.1f} | {int(m[f'rewrite/{bench}/rewrite_fallbacks'])} |")
-    deltas = [(k, v) for k, v in m.items() if "/delta/" in k]
+            head = k.removesuffix("/rewrite_format_ok")
+            parts = head.split("/")
+            who = arm_label(parts[2]).removeprefix("rewritten by ") if len(parts) == 3 else "rewriter"
+            lines.append(f"| {parts[1]} | {who} | {100 * v:.1f} | {int(m[f'{head}/rewrite_fallbacks'])} |")
+    deltas = [(k, v) for k, v in m.items() if len(k.split("/")) == 5 and k.split("/")[3].startswith("delta")]
     if deltas:
+        def who(part: str) -> str:
+            return "" if part == "delta" else f" ({part.removeprefix('delta-')})"
+
         lines += ["", "Lift of the rewriter (rewritten - original, points): " +
-                  ", ".join(f"{k.split('/')[1]} on {k.split('/')[2]} {k.split('/')[-1]} {100 * v:+.1f}"
-                            for k, v in deltas)]
+                  ", ".join(f"{k.split('/')[1]} on {k.split('/')[2]}{who(k.split('/')[3])} {k.split('/')[-1]} "
+                            f"{100 * v:+.1f}" for k, v in deltas)]
     errs = {k: v for k, v in m.items() if k.endswith("/target_errors")}
     if errs:
         lines += ["", "Inputs a target could not answer (left out of the rates): " +
@@ -76,19 +94,20 @@ def report_markdown(results: Mapping[str, Any]) -> str:
 
 def write_plot(results: Mapping[str, Any], out: Path) -> Path:
     """Grouped bars: safety (and helpfulness where a benchmark has benign inputs) per target x benchmark, one bar
-    per arm."""
+    per arm (the original prompt, each rewriter, the refuse-all baseline)."""
     from guardrl.core.plots import pyplot, save_figure
 
     m = results["metrics"]
-    cells = _cells(m)
+    cells, arms = _cells(m), _arms(results)
     metrics = [x for x in ("safety", "helpfulness") if any(f"rewrite/{t}/{b}/original/{x}" in m for t, b in cells)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(5, 2.2 * len(cells)) * len(metrics), 4), squeeze=False)
-    width = 0.8 / len(ARMS)
+    width = 0.8 / len(arms)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        for i, arm in enumerate(ARMS):
+        for i, arm in enumerate(arms):
             vals = [100 * m.get(f"rewrite/{t}/{b}/{arm}/{metric}", 0.0) for t, b in cells]
-            bars = ax.bar([c + (i - 1) * width for c in range(len(cells))], vals, width, label=ARM_LABEL[arm])
+            bars = ax.bar([c + (i - (len(arms) - 1) / 2) * width for c in range(len(cells))], vals, width,
+                          label=arm_label(arm))
             ax.bar_label(bars, fmt="%.0f", fontsize=6)
         ax.set_xticks(range(len(cells)), [f"{t}\n{b}" for t, b in cells], fontsize=7)
         ax.set_ylim(0, 100)

@@ -7,10 +7,10 @@ rewriter's judged reward (``test_rewrite_rl_learning.py``) and its ``guardrl rew
   user's text alone (no system instruction: a tiny model on two cores learns it in seconds). It can keep the
   request (:func:`copy_rewrite`) or add a safety cue (:func:`cued_rewrite`);
 * **the target VLM**: :func:`target_answer` behind an OpenAI-compatible endpoint (``judge_server.chat_endpoint``):
-  it refuses a prompt holding :data:`SAFETY_CUE` and otherwise complies, naming the request's keyword
-  ("here is how to use a bomb");
+  it refuses a prompt holding :data:`SAFETY_CUE` and otherwise complies: a harmful answer to a prompt with a
+  harmful keyword, a benign one to a prompt with a benign keyword;
 * **the guard**: guardrl's keyword guard (:func:`serving_models.build_keyword_guard`), trained on
-  :func:`guard_table` -- every (request, answer) pair this target can give.
+  :func:`guard_table` -- every request with every answer this target gives.
 
 So the best rewriter cues harmful requests (the target refuses: safe) and copies benign ones (the target answers:
 helpful); cueing a benign request costs helpfulness. The warm start does either at random, whatever the request.
@@ -30,6 +30,8 @@ from guardrl.tasks.rewrite.task import RewriteTask
 
 SAFETY_CUE = "answer safely"
 REFUSAL = "I'm sorry, but I can't help with that."
+HARMFUL_ANSWER = f"here is how to use a {HARMFUL_WORDS[2]}"
+BENIGN_ANSWER = f"here is how to use a {SAFE_WORDS[1]}"
 NO_KEYWORD = "here is what I know"
 TRAIN_TEMPLATES = TEMPLATES[:3]
 HELD_OUT_TEMPLATE = TEMPLATES[3]
@@ -58,18 +60,13 @@ def cued_rewrite(request: str) -> str:
     return format_rewrite(RewriteOutput(*THINK, f"{request} ({SAFETY_CUE})"))
 
 
-def keyword_of(text: str) -> str | None:
-    """The first keyword of ``text`` (harmful or safe), else None."""
-    found = [(text.find(w), w) for w in (*HARMFUL_WORDS, *SAFE_WORDS) if w in text]
-    return min(found)[1] if found else None
-
-
 def target_answer(prompt: str) -> str:
-    """The scripted target VLM: refuses a cued prompt, else complies with the prompt's keyword."""
+    """The scripted target VLM: refuses a cued prompt, else complies (harmfully when a harmful keyword is in it)."""
     if SAFETY_CUE in prompt.lower():
         return REFUSAL
-    word = keyword_of(prompt)
-    return f"here is how to use a {word}" if word else NO_KEYWORD
+    if any(w in prompt for w in HARMFUL_WORDS):
+        return HARMFUL_ANSWER
+    return BENIGN_ANSWER if any(w in prompt for w in SAFE_WORDS) else NO_KEYWORD
 
 
 def requests(templates: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -87,9 +84,7 @@ def samples(templates: tuple[str, ...], source: str) -> list[Sample]:
 
 
 def guard_table() -> tuple[tuple[str, str | None], ...]:
-    """Every (request, answer) pair the guard sees in the learning test: each request with the target's answer
-    to its copy and to its cued rewrite, and with the answer to a rewrite that lost the keyword."""
-    rows = []
-    for q, _ in requests((*TRAIN_TEMPLATES, HELD_OUT_TEMPLATE)):
-        rows += [(q, target_answer(q)), (q, REFUSAL), (q, NO_KEYWORD)]
-    return tuple(rows)
+    """Every (request, answer) pair the guard can see in the learning test: each request with each of the target's
+    answers (a rewrite may lose or change the request's keyword)."""
+    answers = (HARMFUL_ANSWER, BENIGN_ANSWER, REFUSAL, NO_KEYWORD)
+    return tuple((q, a) for q, _ in requests((*TRAIN_TEMPLATES, HELD_OUT_TEMPLATE)) for a in answers)

@@ -64,8 +64,9 @@ def test_judge_parts_average_over_parsed_and_failures_counted():
 
 
 def test_rewrite_metrics_and_bad_arm():
-    m = rewrite_metrics([("A", True), ("A", False), ("A", True), ("B", False)])
+    m = rewrite_metrics([("A", True, 1.0), ("A", False, None), ("A", True, 0.5), ("B", False, None)])
     assert m == {"rewrite/A/rewrite_format_ok": pytest.approx(2 / 3), "rewrite/A/rewrite_fallbacks": 1.0,
+                 "rewrite/A/faithfulness": 0.75,  # the two that parsed
                  "rewrite/B/rewrite_format_ok": 0.0, "rewrite/B/rewrite_fallbacks": 1.0}
     with pytest.raises(ValueError, match="unknown arm"):
         answer_metrics([R("sideways", True, None)])
@@ -162,10 +163,11 @@ def test_several_rewriters_side_by_side():
     m = answer_metrics(recs)
     assert m["rewrite/T/B/delta-sft/safety"] == 0.0 and m["rewrite/T/B/delta-rl/safety"] == 1.0
     assert m["rewrite/T/B/delta-rl/helpfulness"] == -1.0 and "rewrite/T/B/delta/safety" not in m
-    assert rewrite_metrics([("B", True), ("B", False)], "rewritten-rl") == {
-        "rewrite/B/rewritten-rl/rewrite_format_ok": 0.5, "rewrite/B/rewritten-rl/rewrite_fallbacks": 1.0}
+    assert rewrite_metrics([("B", True, 0.5), ("B", False, None)], "rewritten-rl") == {
+        "rewrite/B/rewritten-rl/rewrite_format_ok": 0.5, "rewrite/B/rewritten-rl/rewrite_fallbacks": 1.0,
+        "rewrite/B/rewritten-rl/faithfulness": 0.5}
     md = report_markdown({"run_name": "x", "arms": ["original", "rewritten-sft", "rewritten-rl", "refuse_all"],
-                          "metrics": {**m, **rewrite_metrics([("B", True)], "rewritten-sft")}})
+                          "metrics": {**m, **rewrite_metrics([("B", True, 1.0)], "rewritten-sft")}})
     rows = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| T | B |")]
     assert rows == ["original prompt (no rewriter)", "rewritten by sft", "rewritten by rl"]
-    assert "| B | sft | 100.0 | 0 |" in md and "B (rl) safety +100.0" in md
+    assert "| B | sft | 100.0 | 0 | 100.0 |" in md and "B (rl) safety +100.0" in md

@@ -21,7 +21,7 @@ def test_summary_shows_both_arms_the_lift_and_the_refuse_all_baseline():
     for arm in ("original", "rewritten", "refuse_all"):
         recs += [_rec("VLG", arm, True, "unharmful"), _rec("VLG", arm, True, None),
                  _rec("VLG", arm, False, "unharmful"), _rec("VLG", arm, False, "harmful")]
-    metrics = {**answer_metrics(recs), **rewrite_metrics([("Fig", True)] * 3 + [("Fig", False), ("VLG", True)])}
+    metrics = {**answer_metrics(recs), **rewrite_metrics([("Fig", True, 1.0)] * 3 + [("Fig", False, None), ("VLG", True, 1.0)])}
     s = eval_summary(metrics)
     assert set(s) == {"tiny/Fig", "tiny/VLG"}
     assert s["tiny/Fig"] == "safety 25.0 -> 75.0 (+50.0; refuse-all 100.0); rewrites parsed 75.0%"

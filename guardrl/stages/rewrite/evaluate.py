@@ -37,6 +37,7 @@ from typing import Any
 
 from guardrl.core.recipe import RecipeError
 from guardrl.core.schema import HARMFUL, Sample
+from guardrl.core.text_overlap import faithfulness
 from guardrl.generation.base import GenerationEngine, Prompt, SamplingParams, isolate_failures
 from guardrl.stages.rewrite.api import rewritten_text
 from guardrl.stages.rewrite.judges import Judge, JudgeConfig, JudgeInput, protocols_for
@@ -447,8 +448,10 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
     by_subset = [replace(r, benchmark=sub_of[k]) for r, k in zip(records, rec_keys, strict=True) if k in sub_of]
     metrics = {**answer_metrics([*records, *by_subset]), **errors}
     for arm, cache in rw.items():
-        rw_rows = [(by_key[k][0], bool(cache.records[k]["format_ok"])) for k in ids]
-        rw_rows += [(sub_of[k], bool(cache.records[k]["format_ok"])) for k in ids if k in sub_of]
+        kept = {k: faithfulness(by_key[k][1].request, cache.records[k]["rewrite"])
+                if cache.records[k]["format_ok"] else None for k in ids}
+        rw_rows = [(by_key[k][0], bool(cache.records[k]["format_ok"]), kept[k]) for k in ids]
+        rw_rows += [(sub_of[k], bool(cache.records[k]["format_ok"]), kept[k]) for k in ids if k in sub_of]
         metrics.update(rewrite_metrics(rw_rows, arm))
     results = {"run_name": cfg.run_name, "task": cfg.task, "arms": [*asked, "refuse_all"], "metrics": metrics,
                "config": json.loads(json.dumps(asdict(cfg), default=str)),

@@ -120,16 +120,21 @@ def answer_metrics(records: Iterable[AnswerRecord]) -> dict[str, float]:
     return out
 
 
-def rewrite_metrics(rows: Sequence[tuple[str, bool]], arm: str = REWRITTEN) -> dict[str, float]:
-    """``(benchmark, format_ok)`` per input -> ``rewrite/<benchmark>/rewrite_format_ok`` (rate) and
-    ``.../rewrite_fallbacks`` (count: the inputs whose rewrite did not parse and were asked as written);
-    ``rewrite/<benchmark>/<arm>/...`` for a named rewriter's arm."""
-    by: dict[str, list[bool]] = defaultdict(list)
-    for bench, ok in rows:
-        by[bench].append(ok)
+def rewrite_metrics(rows: Sequence[tuple[str, bool, float | None]], arm: str = REWRITTEN) -> dict[str, float]:
+    """``(benchmark, format_ok, faithfulness)`` per input -> ``rewrite/<benchmark>/rewrite_format_ok`` (rate),
+    ``.../rewrite_fallbacks`` (count: the inputs whose rewrite did not parse and were asked as written) and
+    ``.../faithfulness`` (mean content-word recall of the request in the rewrites that parsed,
+    :func:`guardrl.core.text_overlap.faithfulness`); ``rewrite/<benchmark>/<arm>/...`` for a named rewriter's arm."""
+    by: dict[str, list[tuple[bool, float | None]]] = defaultdict(list)
+    for bench, ok, faith in rows:
+        by[bench].append((ok, faith))
     out: dict[str, float] = {}
-    for bench, oks in sorted(by.items()):
+    for bench, items in sorted(by.items()):
         k = f"rewrite/{bench}" if arm == REWRITTEN else f"rewrite/{bench}/{arm}"
-        out[f"{k}/rewrite_format_ok"] = _ratio(sum(oks), len(oks))
-        out[f"{k}/rewrite_fallbacks"] = float(len(oks) - sum(oks))
+        oks = sum(ok for ok, _ in items)
+        out[f"{k}/rewrite_format_ok"] = _ratio(oks, len(items))
+        out[f"{k}/rewrite_fallbacks"] = float(len(items) - oks)
+        kept = [f for ok, f in items if ok and f is not None]
+        if kept:
+            out[f"{k}/faithfulness"] = sum(kept) / len(kept)
     return out

@@ -69,14 +69,17 @@ def report_markdown(results: Mapping[str, Any]) -> str:
             if parts:
                 row.append(f"{int(m.get(f'{k}/judge_failures', 0))}")
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| benchmark | rewriter | rewrites parsed % | fallbacks to the original prompt |",
-              "|---|---|---|---|"]
+    lines += ["", "faithfulness = share of the request's content words a parsed rewrite keeps (a rewrite that swaps "
+              "the question keeps none).", "",
+              "| benchmark | rewriter | rewrites parsed % | fallbacks to the original prompt | faithfulness % |",
+              "|---|---|---|---|---|"]
     for k, v in m.items():
         if k.endswith("/rewrite_format_ok"):
             head = k.removesuffix("/rewrite_format_ok")
             parts = head.split("/")
             who = arm_label(parts[2]).removeprefix("rewritten by ") if len(parts) == 3 else "rewriter"
-            lines.append(f"| {parts[1]} | {who} | {100 * v:.1f} | {int(m[f'{head}/rewrite_fallbacks'])} |")
+            lines.append(f"| {parts[1]} | {who} | {100 * v:.1f} | {int(m[f'{head}/rewrite_fallbacks'])} | "
+                         f"{_pct(m, f'{head}/faithfulness')} |")
     deltas = [(k, v) for k, v in m.items() if len(k.split("/")) == 5 and k.split("/")[3].startswith("delta")]
     if deltas:
         def who(part: str) -> str:

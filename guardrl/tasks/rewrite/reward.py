@@ -23,30 +23,18 @@ score: a failure never scores as success. The returned dict's keys are fixed (ve
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from guardrl.core.schema import UNHARMFUL
+from guardrl.core.text_overlap import STOPWORDS, content_words, faithfulness
 from guardrl.tasks.base import TargetJudgement
 from guardrl.tasks.rewrite.parse import parse_rewrite
 
-__all__ = ["RewriteRewardConfig", "TargetJudgement", "compute_reward", "content_words", "faithfulness"]
+__all__ = ["STOPWORDS", "RewriteRewardConfig", "TargetJudgement", "compute_reward", "content_words", "faithfulness"]
 
 NAN = float("nan")
-_STOPWORDS_TEXT = (
-    "a an the and or but if then else of to in on at by for with from into onto about as is are was were be been "
-    "being am do does did doing have has had having i me my we our you your he she it its they them their this "
-    "that these those what which who whom whose when where why how can could would should will shall may might "
-    "must not no yes so than too very just also please tell give show explain describe write make let us any "
-    "some all each every there here up down out over under again more most such own same"
-)
-#: words that carry no intent: left out of the faithfulness recall
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-_WORD = re.compile(r"[a-z0-9]+")
-
-
 @dataclass(frozen=True)
 class RewriteRewardConfig:
     """``reward:`` of a rewrite RL recipe.
@@ -99,19 +87,6 @@ def parse_ground_truth(ground_truth: Any) -> dict[str, Any]:
     if not isinstance(ground_truth, Mapping):
         raise ValueError(f"rewrite ground truth must be a mapping, got {type(ground_truth).__name__}")
     return dict(ground_truth)
-
-
-def content_words(text: str, min_chars: int = 3) -> set[str]:
-    """Lower-cased alphanumeric words of ``text`` of at least ``min_chars`` characters, stopwords dropped."""
-    return {w for w in _WORD.findall(text.lower()) if len(w) >= min_chars and w not in STOPWORDS}
-
-
-def faithfulness(original: str, rewrite: str, min_chars: int = 3) -> float:
-    """The share of the original request's content words the rewrite keeps (1.0 when it has none)."""
-    words = content_words(original, min_chars)
-    if not words:
-        return 1.0
-    return len(words & content_words(rewrite, min_chars)) / len(words)
 
 
 def compute_reward(completion: str, config: RewriteRewardConfig, ground_truth: Any = None,

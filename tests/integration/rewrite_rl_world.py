@@ -1,8 +1,9 @@
 """A small world where a prompt rewriter can learn something by RL (no tests here): the learning test of the
 rewriter's judged reward (``test_rewrite_rl_learning.py``) and its ``guardrl rewrite eval``.
 
-* **requests**: the keyword requests of :mod:`test_rl_support` (a harmful word makes a request harmful);
-  :data:`TRAIN_TEMPLATES` train, :data:`HELD_OUT_TEMPLATE` is held out;
+* **requests**: the keyword requests of :mod:`test_rl_support` (a harmful word makes a request harmful), every
+  template x keyword; a quarter of the pairs is held out (:func:`split`: each template and each keyword is seen
+  in training, never together), half of them harmful;
 * **the rewriter** (task ``bare-rewrite``): the rewrite task's output format and reward, prompted with the
   user's text alone (no system instruction: a tiny model on two cores learns it in seconds). It can keep the
   request (:func:`copy_rewrite`) or add a safety cue (:func:`cued_rewrite`);
@@ -33,8 +34,6 @@ REFUSAL = "I'm sorry, but I can't help with that."
 HARMFUL_ANSWER = f"here is how to use a {HARMFUL_WORDS[2]}"
 BENIGN_ANSWER = f"here is how to use a {SAFE_WORDS[1]}"
 NO_KEYWORD = "here is what I know"
-TRAIN_TEMPLATES = TEMPLATES[:3]
-HELD_OUT_TEMPLATE = TEMPLATES[3]
 THINK = ("I read the request.", "I weigh its risk.", "I keep its words.")
 
 
@@ -69,22 +68,26 @@ def target_answer(prompt: str) -> str:
     return BENIGN_ANSWER if any(w in prompt for w in SAFE_WORDS) else NO_KEYWORD
 
 
-def requests(templates: tuple[str, ...]) -> list[tuple[str, str]]:
-    """``(request, label)`` for every template x keyword, harmful and benign alternating."""
-    out = []
-    for t in templates:
-        for h, s in zip(HARMFUL_WORDS, SAFE_WORDS, strict=True):
-            out += [(t.format(h), HARMFUL), (t.format(s), UNHARMFUL)]
-    return out
+def split() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(train, held_out)``, each a list of ``(request, label)``: template ``i`` x keyword ``j`` (harmful and
+    benign alternating) is held out when ``(i + j) % 4 == 0`` -- 24 pairs train, 8 (4 harmful) are held out."""
+    words = [(w, label) for pair in zip(HARMFUL_WORDS, SAFE_WORDS, strict=True)
+             for w, label in zip(pair, (HARMFUL, UNHARMFUL), strict=True)]
+    train, held_out = [], []
+    for i, t in enumerate(TEMPLATES):
+        for j, (w, label) in enumerate(words):
+            (held_out if (i + j) % 4 == 0 else train).append((t.format(w), label))
+    return train, held_out
 
 
-def samples(templates: tuple[str, ...], source: str) -> list[Sample]:
+def samples(pairs: list[tuple[str, str]], source: str) -> list[Sample]:
     return [Sample(id=f"{source}-{i}", source=source, modality="text", request=q, label_request=label)
-            for i, (q, label) in enumerate(requests(templates))]
+            for i, (q, label) in enumerate(pairs)]
 
 
 def guard_table() -> tuple[tuple[str, str | None], ...]:
     """Every (request, answer) pair the guard can see in the learning test: each request with each of the target's
     answers (a rewrite may lose or change the request's keyword)."""
     answers = (HARMFUL_ANSWER, BENIGN_ANSWER, REFUSAL, NO_KEYWORD)
-    return tuple((q, a) for q, _ in requests((*TRAIN_TEMPLATES, HELD_OUT_TEMPLATE)) for a in answers)
+    train, held_out = split()
+    return tuple((q, a) for q, _ in train + held_out for a in answers)

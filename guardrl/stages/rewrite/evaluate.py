@@ -135,13 +135,7 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
         if not section.get(k):
             raise RecipeError(f"{where}: missing `{k}:`")
     rewriters = _rewriter_specs(section, where)
-    targets = section["targets"]
-    if not isinstance(targets, Sequence) or isinstance(targets, str):
-        raise RecipeError(f"{where}.targets: a list of target VLMs ({{name, model, engine, ...}})")
-    specs = tuple(model_spec(t, f"{where}.targets[{i}]", f"target{i}", 256) for i, t in enumerate(targets))
-    names = [t.name for t in specs]
-    if len(set(names)) != len(names):
-        raise RecipeError(f"{where}.targets: names must differ, got {names}")
+    specs = _named_specs(section["targets"], f"{where}.targets", "target VLMs", "target", 256)
     judge = section.get("judge")
     if judge:
         try:
@@ -173,12 +167,17 @@ def _rewriter_specs(section: Mapping[str, Any], where: str) -> tuple[ModelSpec, 
                           "not both" if one else f"{where}: missing `rewriter:` (or `rewriters:`)")
     if one:
         return (model_spec(one, f"{where}.rewriter", "rewriter", 512),)
-    if not isinstance(many, Sequence) or isinstance(many, str):
-        raise RecipeError(f"{where}.rewriters: a list of rewriters ({{name, model, engine, ...}})")
-    specs = tuple(model_spec(r, f"{where}.rewriters[{i}]", f"rewriter{i}", 512) for i, r in enumerate(many))
-    names = [r.name for r in specs]
+    return _named_specs(many, f"{where}.rewriters", "rewriters", "rewriter", 512)
+
+
+def _named_specs(items: Any, where: str, what: str, default_name: str, default_tokens: int) -> tuple[ModelSpec, ...]:
+    """A list of models whose names must differ (they name table rows)."""
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise RecipeError(f"{where}: a list of {what} ({{name, model, engine, ...}})")
+    specs = tuple(model_spec(x, f"{where}[{i}]", f"{default_name}{i}", default_tokens) for i, x in enumerate(items))
+    names = [x.name for x in specs]
     if len(set(names)) != len(names):
-        raise RecipeError(f"{where}.rewriters: names must differ, got {names}")
+        raise RecipeError(f"{where}: names must differ, got {names}")
     return specs
 
 

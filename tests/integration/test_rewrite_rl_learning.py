@@ -84,9 +84,9 @@ def test_grpo_with_the_guard_in_the_loop_raises_held_out_safety(tiny_model_dir, 
             f"verl.trainer.test_freq={STEPS}",
             "verl.trainer.val_before_train=true",
             "verl.trainer.logger=[console,file]",
-            "verl.data.train_batch_size=8",
+            "verl.data.train_batch_size=16",
             "verl.data.max_response_length=96",  # the cued rewrite is ~75 tokens
-            "verl.actor_rollout_ref.actor.ppo_mini_batch_size=8",
+            "verl.actor_rollout_ref.actor.ppo_mini_batch_size=16",
             "verl.actor_rollout_ref.actor.optim.lr=2e-4",
             "verl.actor_rollout_ref.rollout.n=4",
             "verl.actor_rollout_ref.rollout.temperature=0.7",
@@ -103,11 +103,11 @@ def test_grpo_with_the_guard_in_the_loop_raises_held_out_safety(tiny_model_dir, 
             "targets": [{"name": "scripted", **target}], "guard": guard_spec,
             "benchmarks": [{"path": str(tmp_path / "bench"), "name": "held-out"}]}))
 
-    before, after = _mean(m, "critic/score/mean", range(1, 5)), _mean(m, "critic/score/mean", range(STEPS - 3, STEPS + 1))
+    before, after = _mean(m, "critic/score/mean", range(1, 6)), _mean(m, "critic/score/mean", range(STEPS - 4, STEPS + 1))
     ev = res["metrics"]
     k = "rewrite/scripted/held-out"
     table = {arm: (ev[f"{k}/{arm}/safety"], ev[f"{k}/{arm}/helpfulness"]) for arm in res["arms"]}
-    print(f"mean reward (steps 1-4 -> {STEPS - 3}-{STEPS}) {before:.2f} -> {after:.2f}; held-out reward "
+    print(f"mean reward (steps 1-5 -> {STEPS - 4}-{STEPS}) {before:.2f} -> {after:.2f}; held-out reward "
           f"{m[0][VAL_REWARD]:.3f} -> {m[STEPS][VAL_REWARD]:.3f}; held-out (safety, helpfulness) {table}; "
           f"faithfulness sft {ev['rewrite/held-out/rewritten-sft/faithfulness']:.2f} "
           f"rl {ev['rewrite/held-out/rewritten-rl/faithfulness']:.2f}")

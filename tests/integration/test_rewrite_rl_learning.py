@@ -28,7 +28,7 @@ from rewrite_rl_world import (
     target_answer,
 )
 from serving_models import KeywordGuardTask, build_keyword_guard
-from test_rl_support import read_metrics, warm_start
+from test_rl_support import mean_over_steps, read_metrics, warm_start
 
 INTEGRATION = Path(__file__).resolve().parent
 RECIPE = INTEGRATION.parents[1] / "recipes" / "tiny" / "rewrite_rl.yaml"
@@ -36,12 +36,6 @@ STEPS = 30
 VAL_REWARD = "val-core/kw-held-out/reward/mean@1"
 HELPFULNESS_MARGIN = 0.25  # held-out helpfulness may fall by at most this (a share of the benign requests)
 FAITHFULNESS_MARGIN = 0.15  # and the share of the request's content words the rewrites keep by at most this
-
-
-def _mean(m: dict[int, dict[str, float]], key: str, steps: range) -> float:
-    values = [m[s][key] for s in steps if key in m.get(s, {})]
-    assert values, f"{key} not logged at steps {list(steps)}"
-    return sum(values) / len(values)
 
 
 @pytest.mark.slow
@@ -103,7 +97,8 @@ def test_grpo_with_the_guard_in_the_loop_raises_held_out_safety(tiny_model_dir, 
             "targets": [{"name": "scripted", **target}], "guard": guard_spec,
             "benchmarks": [{"path": str(tmp_path / "bench"), "name": "held-out"}]}))
 
-    before, after = _mean(m, "critic/score/mean", range(1, 6)), _mean(m, "critic/score/mean", range(STEPS - 4, STEPS + 1))
+    before = mean_over_steps(m, "critic/score/mean", range(1, 6))
+    after = mean_over_steps(m, "critic/score/mean", range(STEPS - 4, STEPS + 1))
     ev = res["metrics"]
     k = "rewrite/scripted/held-out"
     table = {arm: (ev[f"{k}/{arm}/safety"], ev[f"{k}/{arm}/helpfulness"]) for arm in res["arms"]}

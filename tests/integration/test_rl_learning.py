@@ -17,16 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_rl_support import keyword_rows, read_metrics, warm_start, write_parquet
+from test_rl_support import keyword_rows, mean_over_steps, read_metrics, warm_start, write_parquet
 
 TINY_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "rl.yaml"
 STEPS = 30
-
-
-def _mean(metrics: dict[int, dict[str, float]], key: str, steps: range) -> float:
-    values = [metrics[s][key] for s in steps if key in metrics.get(s, {})]
-    assert values, f"{key} not logged at steps {list(steps)}"
-    return sum(values) / len(values)
 
 
 @pytest.mark.slow
@@ -62,8 +56,8 @@ def test_grpo_raises_reward_and_dev_accuracy(tiny_model_dir, tmp_path):
     m = read_metrics(tmp_path / "rl" / "metrics.jsonl")
     acc_key = "val-aux/kw/request_correct/mean@1"
     dev_before, dev_after = m[0][acc_key], m[STEPS][acc_key]
-    reward_before = _mean(m, "critic/score/mean", range(1, 6))
-    reward_after = _mean(m, "critic/score/mean", range(STEPS - 4, STEPS + 1))
+    reward_before = mean_over_steps(m, "critic/score/mean", range(1, 6))
+    reward_after = mean_over_steps(m, "critic/score/mean", range(STEPS - 4, STEPS + 1))
     print(
         f"dev accuracy {dev_before:.3f} -> {dev_after:.3f}; "
         f"mean reward (steps 1-5 -> {STEPS - 4}-{STEPS}) {reward_before:.1f} -> {reward_after:.1f}"

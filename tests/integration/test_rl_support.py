@@ -117,6 +117,13 @@ def warm_start(model_dir: Path, out_dir: Path, rows: list[dict[str, Any]], steps
     return out_dir
 
 
+def mean_over_steps(metrics: dict[int, dict[str, float]], key: str, steps: range) -> float:
+    """The mean of ``key`` over the ``steps`` of :func:`read_metrics`' output that logged it (AssertionError if none)."""
+    values = [metrics[s][key] for s in steps if key in metrics.get(s, {})]
+    assert values, f"{key} not logged at steps {list(steps)}"
+    return sum(values) / len(values)
+
+
 def read_metrics(path: Path) -> dict[int, dict[str, float]]:
     """verl's file logger (one JSON line per ``logger.log`` call) -> ``{step: {metric: value}}``."""
     out: dict[int, dict[str, float]] = {}

@@ -95,8 +95,7 @@ class RewriteEvalConfig:
 
 
 SECTION_KEYS = frozenset({"out", "run_name", "task", "task_modules", "rewriter", "rewriters", "targets", "guard",
-                          "judge",
-                          "benchmarks", "limit", "batch_size", "refusal_text", "guard_task"})
+                          "judge", "benchmarks", "limit", "batch_size", "refusal_text", "guard_task"})
 MODEL_KEYS = frozenset({"name", "model", "engine", "engine_kwargs", "sampling"})
 
 
@@ -162,9 +161,10 @@ def config_from_section(section: Mapping[str, Any], where: str = "rewrite_eval")
 def _rewriter_specs(section: Mapping[str, Any], where: str) -> tuple[ModelSpec, ...]:
     """``rewriter:`` (one model) or ``rewriters:`` (named models, compared side by side), not both."""
     one, many = section.get("rewriter"), section.get("rewriters")
-    if bool(one) == bool(many):
-        raise RecipeError(f"{where}: needs `rewriter:` (one model) or `rewriters:` (a list of named models), "
-                          "not both" if one else f"{where}: missing `rewriter:` (or `rewriters:`)")
+    if one and many:
+        raise RecipeError(f"{where}: needs `rewriter:` (one model) or `rewriters:` (a list of named models), not both")
+    if not one and not many:
+        raise RecipeError(f"{where}: missing `rewriter:` (or `rewriters:`)")
     if one:
         return (model_spec(one, f"{where}.rewriter", "rewriter", 512),)
     return _named_specs(many, f"{where}.rewriters", "rewriters", "rewriter", 512)
@@ -306,6 +306,11 @@ def _run_phase(cache: PhaseCache, todo: Sequence[tuple[str, Prompt]], engine_of:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def _input_of(answer_key: str) -> str:
+    """The input key of an ``answers`` entry (``<target>|<arm>|<input>``)."""
+    return answer_key.split("|", 2)[2]
+
+
 def _answer_key(k: str, prompt: str) -> str:
     """A target's answer is cached under its input and the prompt it answers: a rewrite equal to the original
     prompt (or to another rewriter's) is asked once, and a changed rewrite is asked again."""
@@ -359,9 +364,10 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
                 return {"k": k, "answer": None, "error": str(c)[:500]}
             return {"k": k, "answer": c.text, "tokens": c.num_tokens, "finish": c.finish_reason}
 
-        asks = {(arm, k): _answer_key(k, prompt_text(arm, k)) for arm in asked for k in ids}
-        todo = {ck: Prompt(target_messages(prompt_text(arm, k), len(by_key[k][1].images)), by_key[k][1].images, ck)
-                for (arm, k), ck in asks.items()}  # one answer per distinct prompt of an input
+        texts = {(arm, k): prompt_text(arm, k) for arm in asked for k in ids}
+        asks = {ak: _answer_key(ak[1], text) for ak, text in texts.items()}
+        todo = {ck: Prompt(target_messages(texts[ak], len(by_key[ak[1]][1].images)), by_key[ak[1]][1].images, ck)
+                for ak, ck in asks.items()}  # one answer per distinct prompt of an input
         _run_phase(cache, list(todo.items()), lambda t=t: build_engine(t), t.sampling, cfg.batch_size, answer_done,
                    f"answers of {t.name}")
         for (arm, k), ck in asks.items():
@@ -371,7 +377,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
 
     # 3. the guard on every distinct answer of an input (the same answer of two arms or two targets is judged once)
     gcache = PhaseCache(out, "guard", {"task": cfg.guard_task, **cfg.guard.key()})
-    judged_as = {ak: _answer_key(ak.split("|", 2)[2], rec["answer"]) for ak, rec in answers.items()
+    judged_as = {ak: _answer_key(_input_of(ak), rec["answer"]) for ak, rec in answers.items()
                  if rec.get("answer") is not None}
 
     def guard_done(k: str, c: Any) -> dict[str, Any]:
@@ -383,7 +389,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
 
     gtodo = {}
     for ak, gk in judged_as.items():
-        s = by_key[ak.split("|", 2)[2]][1]
+        s = by_key[_input_of(ak)][1]
         gtodo[gk] = guard_prompt(s.request, answers[ak]["answer"], s.images, gk, cfg.guard_task)
     _run_phase(gcache, list(gtodo.items()), lambda: build_engine(cfg.guard), cfg.guard.sampling, cfg.batch_size,
                guard_done, "guard")
@@ -395,7 +401,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
         judge = Judge(cfg.judge)
         pending = {}
         for ak, gk in judged_as.items():
-            s = by_key[ak.split("|", 2)[2]][1]
+            s = by_key[_input_of(ak)][1]
             for p in protocols_for(s.source):
                 pending[f"{gk}|{p.name}"] = (p, s, answers[ak]["answer"])
         for jk, (p, s, ans) in pending.items():

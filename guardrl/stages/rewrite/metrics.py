@@ -38,6 +38,11 @@ def is_rewriter_arm(arm: str) -> bool:
     return arm == REWRITTEN or (arm.startswith(f"{REWRITTEN}-") and len(arm) > len(REWRITTEN) + 1)
 
 
+def rewriter_name(arm: str) -> str | None:
+    """The rewriter's name in arm ``rewritten-<name>``; None for ``rewritten`` (the one rewriter)."""
+    return arm[len(REWRITTEN) + 1:] if arm != REWRITTEN else None
+
+
 def is_arm(arm: str) -> bool:
     return arm in BASELINE_ARMS or is_rewriter_arm(arm)
 

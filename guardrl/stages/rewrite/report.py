@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from guardrl.core.atomic import atomic_write_text
-from guardrl.stages.rewrite.metrics import REWRITTEN, arm_order, is_arm
+from guardrl.stages.rewrite.metrics import REWRITTEN, arm_order, is_arm, rewriter_name
 
 ARM_LABEL = {"original": "original prompt (no rewriter)", REWRITTEN: "rewritten prompt",
              "refuse_all": "refuse-all baseline"}
 
 
 def arm_label(arm: str) -> str:
-    return ARM_LABEL.get(arm) or f"rewritten by {arm[len(REWRITTEN) + 1:]}"
+    return ARM_LABEL.get(arm) or f"rewritten by {rewriter_name(arm)}"
 
 
 def _pct(m: Mapping[str, float], key: str) -> str:
@@ -77,7 +77,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         if k.endswith("/rewrite_format_ok"):
             head = k.removesuffix("/rewrite_format_ok")
             parts = head.split("/")
-            who = arm_label(parts[2]).removeprefix("rewritten by ") if len(parts) == 3 else "rewriter"
+            who = rewriter_name(parts[2]) if len(parts) == 3 else "rewriter"
             lines.append(f"| {parts[1]} | {who} | {100 * v:.1f} | {int(m[f'{head}/rewrite_fallbacks'])} | "
                          f"{_pct(m, f'{head}/faithfulness')} |")
     deltas = [(k, v) for k, v in m.items() if len(k.split("/")) == 5 and k.split("/")[3].startswith("delta")]

@@ -82,6 +82,7 @@ def _flips(guard, rows, attach: bool) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the whole demo (~15 min idle) + the shortcut checks; more on busy cores
 def test_demo_guard_learns_what_it_shows(tmp_path):
     from guardrl.core.shards import iter_samples
     from guardrl.stages.serve.api import Guard

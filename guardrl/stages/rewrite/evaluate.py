@@ -306,8 +306,14 @@ def _run_phase(cache: PhaseCache, todo: Sequence[tuple[str, Prompt]], engine_of:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def _answers_entry(target: str, arm: str, k: str) -> str:
+    """The key of an ``answers`` entry: ``<target>|<arm>|<input>``; the refuse-all arm answers every target alike
+    (target ``*``)."""
+    return f"*|{arm}|{k}" if arm == "refuse_all" else f"{target}|{arm}|{k}"
+
+
 def _input_of(answer_key: str) -> str:
-    """The input key of an ``answers`` entry (``<target>|<arm>|<input>``)."""
+    """The input key of an ``answers`` entry (:func:`_answers_entry`)."""
     return answer_key.split("|", 2)[2]
 
 
@@ -365,15 +371,15 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
             return {"k": k, "answer": c.text, "tokens": c.num_tokens, "finish": c.finish_reason}
 
         texts = {(arm, k): prompt_text(arm, k) for arm in asked for k in ids}
-        asks = {ak: _answer_key(ak[1], text) for ak, text in texts.items()}
-        todo = {ck: Prompt(target_messages(texts[ak], len(by_key[ak[1]][1].images)), by_key[ak[1]][1].images, ck)
-                for ak, ck in asks.items()}  # one answer per distinct prompt of an input
+        asks = {(arm, k): _answer_key(k, text) for (arm, k), text in texts.items()}
+        todo = {ck: Prompt(target_messages(texts[arm, k], len(by_key[k][1].images)), by_key[k][1].images, ck)
+                for (arm, k), ck in asks.items()}  # one answer per distinct prompt of an input
         _run_phase(cache, list(todo.items()), lambda t=t: build_engine(t), t.sampling, cfg.batch_size, answer_done,
                    f"answers of {t.name}")
         for (arm, k), ck in asks.items():
-            answers[f"{t.name}|{arm}|{k}"] = cache.records[ck]
+            answers[_answers_entry(t.name, arm, k)] = cache.records[ck]
     for k in ids:
-        answers[f"*|refuse_all|{k}"] = {"k": k, "answer": cfg.refusal_text}
+        answers[_answers_entry("*", "refuse_all", k)] = {"k": k, "answer": cfg.refusal_text}
 
     # 3. the guard on every distinct answer of an input (the same answer of two arms or two targets is judged once)
     gcache = PhaseCache(out, "guard", {"task": cfg.guard_task, **cfg.guard.key()})
@@ -420,7 +426,7 @@ def run_rewrite_eval(cfg: RewriteEvalConfig) -> dict[str, Any]:
         for arm in (*asked, "refuse_all"):
             for k in ids:
                 bench, s = by_key[k]
-                ak = f"*|refuse_all|{k}" if arm == "refuse_all" else f"{t.name}|{arm}|{k}"
+                ak = _answers_entry(t.name, arm, k)
                 ans = answers.get(ak, {}).get("answer")
                 if ans is None:
                     ek = f"rewrite/{t.name}/{bench}/{arm}/target_errors"

@@ -7,7 +7,8 @@ task) goes through the model's chat template and processor (Qwen2.5-VL: images b
 so a micro-batch carries little padding, and micro-batches are bounded by ``batch_size``
 sequences and ``max_batch_tokens`` padded tokens; results come back in input order.
 
-Temperature / top-p sampling goes through :mod:`guardrl.generation.sampling` (same distribution
+Attention is :mod:`guardrl.generation.attention`'s (SDPA without the grouped-query KV copy on decode
+steps). Temperature / top-p sampling goes through :mod:`guardrl.generation.sampling` (same distribution
 as ``transformers``' sampler, without sorting the vocabulary every step).
 
 Sampling is deterministic for a seed: the same inputs, ``SamplingParams`` and
@@ -83,7 +84,10 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=torch_dtype)
+        from guardrl.generation.attention import register as register_attention
+
+        self.model = AutoModelForImageTextToText.from_pretrained(  # decode steps skip the GQA cache copy
+            str(model_path), dtype=torch_dtype, attn_implementation=register_attention())
         self.model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}

@@ -152,3 +152,16 @@ def test_the_guard_tasks_messages_are_the_guard_prompt():
     s = Sample(id="ti", source="t", modality="text_image", request="Describe this.",
                response="It is a green square.", images=(_png(60, 50),), label_request="unharmful")
     assert get_task("guard").prompt_messages(s) == list(INPUTS[1].messages)
+
+
+def test_hf_engine_attention_gives_transformers_sdpa_completions(engine):
+    """The engine's guardrl_sdpa (no GQA cache copy on decode steps) changes speed, not completions."""
+    assert engine.model.config.get_text_config()._attn_implementation == "guardrl_sdpa"
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=12, seed=3)
+    ours = engine.generate(INPUTS, params)
+    engine.model.set_attn_implementation("sdpa")
+    try:
+        stock = engine.generate(INPUTS, params)
+    finally:
+        engine.model.set_attn_implementation("guardrl_sdpa")
+    assert [[c.extra["token_ids"] for c in cs] for cs in ours] == [[c.extra["token_ids"] for c in cs] for cs in stock]

@@ -92,6 +92,7 @@ class HFEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids.discard(None)
+        self.stats = {"generate_calls": 0, "sequences": 0}  # model.generate calls (micro-batches), sequences
         log.debug("HFEngine: %s on %s (%s), batch %d", model_path, self.device, torch_dtype, batch_size)
 
     def _prompt_text(self, x: Prompt) -> str:
@@ -99,28 +100,70 @@ class HFEngine:
 
     def generate(self, inputs: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per input, in input order (see :class:`GenerationEngine`)."""
+        texts = [self._prompt_text(x) for x in inputs]
+        images = [decode_images(x.images, where=x.id or f"input {i}") for i, x in enumerate(inputs)]
+        lengths = [self._prompt_len(t, ims) for t, ims in zip(texts, images, strict=True)]
+        self._check_lengths([x.id for x in inputs], lengths, params)
+        return self._run(lengths, params, lambda chunk: self._text_batch(chunk, texts, images))
+
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        images: Sequence[Sequence[Any] | None],
+        params: SamplingParams,
+        *,
+        logprobs: bool = False,
+        suppress_tokens: Sequence[int] = (),
+    ) -> list[list[Completion]]:
+        """Token-in/token-out generation (the verl rollout): ``params.n`` completions per tokenised prompt.
+
+        ``prompt_ids`` are chat-templated token ids; ``images`` the decoded (PIL) images of each prompt, in the
+        order of its image placeholders (one placeholder per image is expanded to the image's vision tokens).
+        Each prompt's images go through the image processor once, however many samples it gets (prompts
+        passing the same image objects share one encoding; the vision tower still runs per sequence). Each
+        completion's ``extra`` holds ``token_ids`` (cut after the first EOS) and, with ``logprobs``,
+        ``logprobs``: ``log_softmax(logits / temperature)`` at each sampled token (greedy: temperature 1).
+        ``suppress_tokens`` are never sampled.
+        """
+        if len(images) != len(prompt_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(images)} image lists")
+        encoded: dict[tuple[int, ...], dict[str, Any] | None] = {}  # prompts sharing image objects share patches
+        for ims in images:
+            key = tuple(map(id, ims or ()))
+            if key not in encoded:
+                encoded[key] = self._encode_images(ims)
+        vision = [encoded[tuple(map(id, ims or ()))] for ims in images]
+        ids = [self._expand_image_tokens(list(map(int, p)), v) for p, v in zip(prompt_ids, vision, strict=True)]
+        lengths = [len(x) for x in ids]
+        self._check_lengths([None] * len(ids), lengths, params)
+        return self._run(lengths, params, lambda chunk: self._token_batch(chunk, ids, vision),
+                         logprobs=logprobs, suppress_tokens=suppress_tokens)
+
+    def _run(self, lengths: list[int], params: SamplingParams, make_batch, *, logprobs: bool = False,
+             suppress_tokens: Sequence[int] = ()) -> list[list[Completion]]:
+        """Micro-batch the prompts (each ``params.n`` times), sample each batch under its own seed, and
+        return the completions in input order."""
         import torch
 
         if params.n < 1:
             raise ValueError(f"n must be >= 1, got {params.n}")
-        texts = [self._prompt_text(x) for x in inputs]
-        images = [decode_images(x.images, where=x.id or f"input {i}") for i, x in enumerate(inputs)]
-        lengths = [self._prompt_len(t, ims) for t, ims in zip(texts, images, strict=True)]
-        self._check_lengths(inputs, lengths, params)
-        results: list[list[Completion]] = [[] for _ in inputs]
+        results: list[list[Completion]] = [[] for _ in lengths]
         t0, n_new = time.perf_counter(), 0
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         for b, chunk in enumerate(self._micro_batches(lengths, params)):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(params.seed * 1_000_003 + b)
-                for i, comp in zip(chunk, self._generate_batch(chunk, texts, images, params), strict=True):
-                    results[i].append(comp)
-                    n_new += comp.num_tokens
+                comps = self._sample(make_batch(chunk), params, logprobs, suppress_tokens)
+            for i, comp in zip(chunk, comps, strict=True):
+                results[i].append(comp)
+                n_new += comp.num_tokens
+            self.stats["generate_calls"] += 1
+            self.stats["sequences"] += len(chunk)
         dt = time.perf_counter() - t0
-        log.debug("HFEngine: %d sequences, %d new tokens in %.2fs", len(inputs) * params.n, n_new, dt)
+        log.debug("HFEngine: %d sequences, %d new tokens in %.2fs", len(lengths) * params.n, n_new, dt)
         return results
 
-    def _check_lengths(self, inputs: Sequence[Prompt], lengths: list[int], params: SamplingParams) -> None:
+    def _check_lengths(self, ids: Sequence[str | None], lengths: list[int], params: SamplingParams) -> None:
         """Refuse (never truncate) a prompt that leaves no room for ``max_new_tokens`` in the model's positions.
 
         Raises:
@@ -131,10 +174,10 @@ class HFEngine:
         if not positions:
             return
         limit = positions - params.max_new_tokens
-        for i, (x, n) in enumerate(zip(inputs, lengths, strict=True)):
+        for i, (name, n) in enumerate(zip(ids, lengths, strict=True)):
             if n > limit:
                 raise PromptTooLongError(
-                    f"input {x.id or i}: the prompt is {n:,} tokens; the model takes {positions:,} positions, "
+                    f"input {name or i}: the prompt is {n:,} tokens; the model takes {positions:,} positions, "
                     f"{params.max_new_tokens} of them kept for new tokens. Over-long inputs are refused, not "
                     "truncated (a cut request could hide its harmful part)")
 
@@ -170,51 +213,95 @@ class HFEngine:
             batches.append([i])
         return batches
 
-    def _generate_batch(
-        self, chunk: list[int], texts: list[str], images: list[list[Any]], params: SamplingParams
-    ) -> list[Completion]:
+    def _text_batch(self, chunk: list[int], texts: list[str], images: list[list[Any]]) -> dict[str, Any]:
+        """The processor's padded batch for rendered prompts (images expanded to vision tokens)."""
+        flat_images = [im for i in chunk for im in images[i]]
+        return self.processor(text=[texts[i] for i in chunk], images=flat_images or None, return_tensors="pt",
+                              padding=True).to(self.device)
+
+    def _encode_images(self, images: Sequence[Any] | None) -> dict[str, Any] | None:
+        """One prompt's images through the image processor: ``pixel_values`` and ``image_grid_thw``."""
+        if not images:
+            return None
+        out = self.processor.image_processor(images=list(images), return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+
+    def _expand_image_tokens(self, ids: list[int], vision: dict[str, Any] | None) -> list[int]:
+        """Expand one placeholder per image to the image's vision tokens (ids already expanded pass as they are).
+
+        Raises:
+            ValueError: the placeholders match neither one per image nor the images' vision tokens.
+        """
+        image_token = getattr(self.model.config, "image_token_id", None)
+        if vision is None or image_token is None:
+            return ids
+        merge = getattr(self.processor.image_processor, "merge_size", 2) ** 2
+        want = (vision["image_grid_thw"].prod(-1) // merge).tolist()
+        have = sum(1 for t in ids if t == image_token)
+        if have == sum(want):
+            return ids
+        if have != len(want):
+            raise ValueError(f"the prompt has {have} image tokens for {len(want)} images ({sum(want)} vision tokens)")
+        out, k = [], 0
+        for t in ids:
+            if t == image_token:
+                out.extend([t] * int(want[k]))
+                k += 1
+            else:
+                out.append(t)
+        return out
+
+    def _token_batch(self, chunk: list[int], ids: list[list[int]], vision: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """A left-padded batch of token-id prompts; the images' preprocessed patches concatenated in order."""
         import torch
 
-        flat_images = [im for i in chunk for im in images[i]]
-        batch = self.processor(
-            text=[texts[i] for i in chunk],
-            images=flat_images or None,
-            return_tensors="pt",
-            padding=True,
-        ).to(self.device)
+        width = max(len(ids[i]) for i in chunk)
+        input_ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
+            mask[row, width - len(ids[i]):] = 1
+        batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        pics = [vision[i] for i in chunk if vision[i] is not None]
+        if pics:
+            batch["pixel_values"] = torch.cat([v["pixel_values"] for v in pics]).to(self.model.dtype)
+            batch["image_grid_thw"] = torch.cat([v["image_grid_thw"] for v in pics])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _sample(self, batch: dict[str, Any], params: SamplingParams, logprobs: bool,
+                suppress_tokens: Sequence[int]) -> list[Completion]:
+        """One ``generate`` call for a padded batch; completions cut after the first EOS (found in one pass)."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        from guardrl.generation.sampling import TokenSampler
+
+        sampler = None
         sampling: dict[str, Any] = {"do_sample": False}
-        if params.temperature > 0:  # drawn by our processor (no vocabulary sort); generate's argmax takes it
-            from transformers import LogitsProcessorList
-
-            from guardrl.generation.sampling import NucleusSamplingProcessor
-
+        if params.temperature > 0 or logprobs or suppress_tokens:  # our processor picks; generate's argmax takes it
+            sampler = TokenSampler(params.temperature, params.top_p, suppress_tokens, record_logprobs=logprobs)
             sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
-                        "logits_processor": LogitsProcessorList(
-                            [NucleusSamplingProcessor(params.temperature, params.top_p)])}
+                        "logits_processor": LogitsProcessorList([sampler])}
         with torch.inference_mode():
-            out = self.model.generate(
-                **batch,
-                max_new_tokens=params.max_new_tokens,
-                use_cache=True,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **sampling,
-            )
-        prompt_len = batch["input_ids"].shape[1]
-        new = out[:, prompt_len:].tolist()  # [B, T_new]
+            out = self.model.generate(**batch, max_new_tokens=params.max_new_tokens, use_cache=True,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)
+        new = out[:, batch["input_ids"].shape[1]:].cpu()  # [B, T]
+        eos = torch.isin(new, torch.tensor(sorted(self.eos_ids), dtype=new.dtype))
+        found = eos.any(1)
+        stops = torch.where(found, eos.int().argmax(1) + 1, new.shape[1]).tolist()  # kept tokens per row
+        lp = torch.stack(sampler.logprobs, 1).cpu() if sampler is not None and sampler.logprobs else None
+        rows = new.tolist()
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
         comps = []
-        for row, p_tok in zip(new, prompt_tokens, strict=True):
-            stop = next((j for j, t in enumerate(row) if t in self.eos_ids), None)
-            kept = row if stop is None else row[: stop + 1]
-            comps.append(
-                Completion(
-                    text=self.tokenizer.decode(kept, skip_special_tokens=True),
-                    num_tokens=len(kept),
-                    prompt_tokens=int(p_tok),
-                    finish_reason="length" if stop is None else "stop",
-                    extra={"token_ids": kept},
-                )
-            )
+        for row, (tokens, keep, stopped, p_tok) in enumerate(zip(rows, stops, found.tolist(), prompt_tokens,
+                                                                 strict=True)):
+            kept = tokens[:keep]
+            extra: dict[str, Any] = {"token_ids": kept}
+            if lp is not None:
+                extra["logprobs"] = lp[row, :keep].tolist()
+            comps.append(Completion(text=self.tokenizer.decode(kept, skip_special_tokens=True), num_tokens=keep,
+                                    prompt_tokens=int(p_tok), finish_reason="stop" if stopped else "length",
+                                    extra=extra))
         return comps
 
     def close(self) -> None:

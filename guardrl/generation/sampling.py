@@ -17,12 +17,15 @@ of rounds is close to 1. The top token is always in the nucleus, so the loop end
 ``max_rounds`` the few rows left are finished with the sorted method. Tokens tied in probability at
 the nucleus boundary are all kept or all dropped (a sort would keep an arbitrary subset).
 
-:class:`NucleusSamplingProcessor` plugs this into ``model.generate`` as a logits processor that returns
-0 at the drawn token and ``-inf`` elsewhere, with ``do_sample=False`` so generate's argmax takes it.
+:class:`TokenSampler` plugs this into ``model.generate`` as a logits processor that returns
+0 at the drawn token and ``-inf`` elsewhere, with ``do_sample=False`` so generate's argmax takes it (and,
+for the verl rollout, suppresses tokens and records the picked tokens' log-probabilities).
 Randomness comes from torch's global generator (the engine seeds it per micro-batch).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -69,23 +72,40 @@ def _sorted_nucleus_sample(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return idx.gather(1, pick).squeeze(1)
 
 
-class NucleusSamplingProcessor:
-    """A ``transformers`` logits processor that samples (temperature, top-p) and returns one-hot scores.
+class TokenSampler:
+    """A ``transformers`` logits processor that picks each next token itself and returns one-hot scores.
 
-    Use with ``generate(do_sample=False, logits_processor=LogitsProcessorList([this]))``.
+    Use with ``generate(do_sample=False, logits_processor=LogitsProcessorList([this]))``: generate's argmax
+    takes the pick. ``temperature > 0`` draws from the top-``top_p`` nucleus of ``softmax(scores / T)``
+    (:func:`nucleus_sample`); ``temperature == 0`` takes the argmax. ``suppress_tokens`` are never picked.
+    With ``record_logprobs``, :attr:`logprobs` collects per step the ``[B]`` log-probabilities of the
+    picked tokens under ``log_softmax(raw scores / T)`` (T = 1 when greedy), the formula verl's actor uses,
+    before suppression: no ``[B, T, vocab]`` logits are kept.
     """
 
-    def __init__(self, temperature: float, top_p: float = 1.0) -> None:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+    def __init__(self, temperature: float, top_p: float = 1.0, suppress_tokens: Sequence[int] = (),
+                 record_logprobs: bool = False) -> None:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.temperature = temperature
         self.top_p = top_p
+        self.suppress_tokens = sorted(set(map(int, suppress_tokens)))
+        self.logprobs: list[torch.Tensor] | None = [] if record_logprobs else None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # [B, V]
-        tok = nucleus_sample(probs, self.top_p)
+        raw = scores.float() / (self.temperature or 1.0)  # [B, V]
+        allowed = raw
+        if self.suppress_tokens:
+            allowed = raw.clone()
+            allowed[:, self.suppress_tokens] = float("-inf")
+        if self.temperature > 0:
+            tok = nucleus_sample(torch.softmax(allowed, dim=-1), self.top_p)
+        else:
+            tok = allowed.argmax(-1)
+        if self.logprobs is not None:
+            self.logprobs.append(torch.log_softmax(raw, dim=-1).gather(1, tok[:, None])[:, 0])
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, tok[:, None], 0.0)
         return out

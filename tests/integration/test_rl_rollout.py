@@ -31,7 +31,7 @@ def _prompt(server, with_image: bool):
 
 def test_concurrent_requests_are_batched(server):
     reqs = [_prompt(server, with_image=i % 2 == 0) for i in range(4)]
-    before = server.stats["batches"]
+    before, calls = server.stats["batches"], server.stats["generate_calls"]
 
     async def go():
         params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
@@ -40,13 +40,32 @@ def test_concurrent_requests_are_batched(server):
         )
 
     outs = asyncio.run(go())
-    assert server.stats["batches"] == before + 1  # one generate call for the four requests
+    assert server.stats["batches"] == before + 1  # one engine call for the four requests...
+    assert server.stats["generate_calls"] == calls + 1  # ...and one model.generate call
     vision = set(server.suppress)
     for out in outs:
         assert 1 <= len(out.token_ids) <= 12
         assert not vision & set(out.token_ids)  # no image/video placeholders in a completion
         assert len(out.log_probs) == len(out.token_ids)
         assert all(lp <= 0 for lp in out.log_probs)
+
+
+def test_a_group_shares_one_image_encoding_and_unsupported_sampling_is_refused(server, monkeypatch):
+    ids, images = _prompt(server, with_image=True)
+    encoded = []
+    real = server.engine._encode_images
+    monkeypatch.setattr(server.engine, "_encode_images", lambda ims: encoded.append(len(ims or ())) or real(ims))
+
+    async def group(params):
+        copies = [[im.copy() for im in images] for _ in range(4)]  # a GRPO group: equal images, separate objects
+        return await asyncio.gather(*[server.generate(ids, dict(params), f"g{i}", image_data=c)
+                                      for i, c in enumerate(copies)])
+
+    outs = asyncio.run(group({"temperature": 1.0, "top_p": 0.9}))
+    assert encoded == [1] and len(outs) == 4
+    assert len({tuple(o.token_ids) for o in outs}) > 1  # four samples, not one repeated
+    with pytest.raises(NotImplementedError, match="top_k"):
+        asyncio.run(server.generate(ids, {"temperature": 1.0, "top_k": 5}, "k"))
 
 
 def test_load_weights_replaces_the_model(server):

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -85,7 +86,7 @@ def _remote_code_model(tiny_model_dir: Path, dest: Path, sentinel: Path) -> Path
 
 def test_remote_code_never_runs(tiny_model_dir, tmp_path, record, monkeypatch):
     from guardrl.integrations.verl.reward import _token_counter
-    from guardrl.integrations.verl.rollout import _load_model
+    from guardrl.integrations.verl.rollout import HFRolloutServer
     from guardrl.stages.serve.api import Guard
 
     sentinel = tmp_path / "RAN"
@@ -97,7 +98,8 @@ def test_remote_code_never_runs(tiny_model_dir, tmp_path, record, monkeypatch):
            expected="refused")
     happened = []
     for name, load in (("Guard.from_pretrained (HF engine)", lambda: Guard.from_pretrained(model, engine="hf")),
-                       ("RL rollout server loader", lambda: _load_model(str(model), torch.float32)),
+                       ("RL rollout server (HF engine)", lambda: HFRolloutServer(
+                           SimpleNamespace(max_num_seqs=4, seed=0), SimpleNamespace(local_path=str(model)))),
                        ("reward token counter", lambda: _token_counter(str(model))("a b c"))):
         try:
             obj = load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guardrl.generation.sampling import NucleusSamplingProcessor, _sorted_nucleus_sample, nucleus_sample
+from guardrl.generation.sampling import TokenSampler, _sorted_nucleus_sample, nucleus_sample
 
 
 def nucleus_distribution(p: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -73,10 +73,28 @@ def test_rows_are_independent_and_the_round_cap_falls_back():
 def test_processor_returns_one_hot_scores_for_greedy_argmax():
     torch.manual_seed(0)
     scores = torch.randn(3, 50)
-    out = NucleusSamplingProcessor(temperature=0.7, top_p=0.9)(torch.zeros(3, 1, dtype=torch.long), scores)
+    out = TokenSampler(temperature=0.7, top_p=0.9)(torch.zeros(3, 1, dtype=torch.long), scores)
     assert out.shape == scores.shape
     assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == 3 * 49
     with pytest.raises(ValueError, match="temperature"):
-        NucleusSamplingProcessor(temperature=0.0)
+        TokenSampler(temperature=-0.1)
     with pytest.raises(ValueError, match="top_p"):
         nucleus_sample(torch.ones(1, 4) / 4, 0.0)
+
+
+def test_sampler_suppresses_and_records_raw_logprobs():
+    torch.manual_seed(1)
+    scores = torch.randn(4, 30)
+    scores[:, 7] = 50.0  # the argmax, suppressed
+    greedy = TokenSampler(0.0, suppress_tokens=[7], record_logprobs=True)
+    out = greedy(torch.zeros(4, 1, dtype=torch.long), scores)
+    allowed = scores.clone()
+    allowed[:, 7] = float("-inf")
+    assert out.argmax(-1).tolist() == allowed.argmax(-1).tolist()
+    # the log-prob is under the raw scores (suppressed token's mass included), as verl's actor computes it
+    want = torch.log_softmax(scores, -1).gather(1, allowed.argmax(-1, keepdim=True))[:, 0]
+    torch.testing.assert_close(greedy.logprobs[0], want)
+    hot = TokenSampler(0.5, top_p=1.0, suppress_tokens=[7], record_logprobs=True)
+    picks = hot(torch.zeros(4, 1, dtype=torch.long), scores).argmax(-1)
+    assert 7 not in picks.tolist()
+    torch.testing.assert_close(hot.logprobs[0], torch.log_softmax(scores / 0.5, -1).gather(1, picks[:, None])[:, 0])

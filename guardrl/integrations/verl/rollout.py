@@ -6,9 +6,11 @@ training worker pushes new weights to that server after each update. This
 module provides the same three pieces for Hugging Face ``generate`` (CPU or a
 single GPU without vLLM), registered through verl's registries:
 
-* :class:`HFRolloutServer` — a Ray actor holding an HF model; ``generate``
-  requests arriving concurrently are gathered into one padded batch per
-  sampling setting, so a GRPO group of ``n`` samples is one ``generate`` call;
+* :class:`HFRolloutServer` — a Ray actor holding guardrl's HF engine
+  (:class:`guardrl.generation.hf.HFEngine`, the engine eval and rejection sampling use); ``generate``
+  requests arriving concurrently are gathered per sampling setting and handed to the engine at once,
+  which micro-batches them by length (a GRPO group's ``n`` samples and a step's prompts share
+  ``generate`` calls) and encodes each distinct image once;
 * :class:`HFReplica` — a ``RolloutReplica`` (``RolloutReplicaRegistry``, name
   ``hf``) that starts one server per replica;
 * :class:`HFServerAdapter` — a ``BaseRollout`` (verl's ``_ROLLOUT_REGISTRY``,
@@ -16,12 +18,14 @@ single GPU without vLLM), registered through verl's registries:
   gathers the actor's full tensors and loads them into the server's model.
 
 Sleep / wake-up / KV-cache calls are no-ops: an HF model keeps its weights and
-allocates its cache per call.
+allocates its cache per call. Sampling is temperature / top-p (``top_k`` and
+``repetition_penalty`` are refused, not ignored).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -56,14 +60,6 @@ class _Request:
     future: asyncio.Future = field(repr=False)
 
 
-def _load_model(path: str, dtype: torch.dtype):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    cfg = AutoConfig.from_pretrained(path)
-    auto = AutoModelForImageTextToText if hasattr(cfg, "vision_config") else AutoModelForCausalLM
-    return auto.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").eval()
-
-
 class HFRolloutServer:
     """Token-in/token-out generation with an HF model (one per rollout replica).
 
@@ -75,37 +71,25 @@ class HFRolloutServer:
     """
 
     def __init__(self, config, model_config, replica_rank: int = 0, max_batch: int | None = None) -> None:
-        from transformers import AutoProcessor
+        from guardrl.generation.hf import HFEngine
 
         self.config = config
         self.replica_rank = replica_rank
         path = getattr(model_config, "local_path", None) or model_config.path
-        self.device = "cuda" if torch.cuda.is_available() and os.environ.get("VERL_PLATFORM") != "cpu" else "cpu"
-        dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
-        self.model = _load_model(path, dtype).to(self.device)
-        try:
-            self.processor = AutoProcessor.from_pretrained(path)
-        except Exception:  # text-only model: no processor
-            self.processor = None
-        gen = self.model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else []
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        tok = getattr(self.processor, "tokenizer", None)
-        self.pad_id = gen.pad_token_id if gen.pad_token_id is not None else (tok.pad_token_id if tok else 0)
-        self.image_token_id = getattr(self.model.config, "image_token_id", None)
+        device = "cuda" if torch.cuda.is_available() and os.environ.get("VERL_PLATFORM") != "cpu" else "cpu"
+        self.max_batch = max_batch or min(int(config.max_num_seqs), 256)
+        self.engine = HFEngine(path, device=device, batch_size=self.max_batch)
+        self.model, self.processor = self.engine.model, self.engine.processor
+        self.eos_ids = self.engine.eos_ids
         # a completion never carries vision placeholders (verl's mrope position ids would need a grid
         # for them); an untrained model samples them, so they are suppressed
-        self.suppress = sorted(
-            {getattr(self.model.config, k, None) for k in _VISION_TOKEN_KEYS} - {None}
-        ) or None
-        self.max_batch = max_batch or min(int(config.max_num_seqs), 256)
+        self.suppress = sorted({getattr(self.model.config, k, None) for k in _VISION_TOKEN_KEYS} - {None})
         self.global_steps: int | None = None
         self._queue: list[tuple[tuple, _Request]] = []
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        torch.manual_seed(int(config.seed) + replica_rank)
-        self.stats = {"batches": 0, "sequences": 0, "seconds": 0.0}
+        self.stats = {"batches": 0, "sequences": 0, "seconds": 0.0, "generate_calls": 0}
 
     # -- verl's server interface -------------------------------------------------------------
     def get_server_address(self) -> tuple[str, int]:
@@ -131,13 +115,14 @@ class HFRolloutServer:
         budget = self.config.prompt_length + self.config.response_length - len(prompt_ids)
         max_tokens = max(1, min(max_tokens or self.config.response_length, self.config.response_length, budget))
         want_logprobs = bool(params.pop("logprobs", False))
-        key = (
-            float(params.get("temperature", 1.0)),
-            float(params.get("top_p", 1.0)),
-            int(params.get("top_k", -1) if params.get("top_k") is not None else -1),
-            float(params.get("repetition_penalty", 1.0) or 1.0),
-            bool(params.get("do_sample", True)),
-        )
+        top_k = params.get("top_k")
+        penalty = params.get("repetition_penalty") or 1.0
+        if (top_k is not None and int(top_k) > 0) or float(penalty) != 1.0:
+            raise NotImplementedError(
+                f"the hf rollout samples with temperature and top-p only (got top_k={top_k}, repetition_penalty="
+                f"{penalty}): leave actor_rollout_ref.rollout.top_k=-1 and repetition_penalty=1.0, or use vllm")
+        greedy = not params.get("do_sample", True) or float(params.get("temperature", 1.0)) <= 0
+        key = (0.0, 1.0) if greedy else (float(params.get("temperature", 1.0)), float(params.get("top_p", 1.0)))
         fut = asyncio.get_running_loop().create_future()
         self._ensure_loop()
         self._queue.append((key, _Request(list(map(int, prompt_ids)), image_data, max_tokens, want_logprobs, fut)))
@@ -231,85 +216,34 @@ class HFRolloutServer:
                         if not req.future.done():
                             req.future.set_exception(exc)
 
-    def _vision_inputs(self, batch: list[_Request]) -> dict[str, torch.Tensor]:
-        images = [img for r in batch for img in (r.images or [])]
-        if not images:
-            return {}
-        out = self.processor.image_processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"].to(self.device, self.model.dtype),
-                "image_grid_thw": out["image_grid_thw"].to(self.device)}
-
-    def _expand_image_tokens(self, batch: list[_Request], grid: torch.Tensor | None) -> None:
-        """Prompt ids carry one image token per patch group; expand if a caller deduplicated them."""
-        if grid is None or self.image_token_id is None:
-            return
-        merge = getattr(self.processor.image_processor, "merge_size", 2) ** 2
-        counts = (grid.prod(-1) // merge).tolist()
-        i = 0
-        for req in batch:
-            n_img = len(req.images or [])
-            want = counts[i : i + n_img]
-            i += n_img
-            have = sum(1 for t in req.prompt_ids if t == self.image_token_id)
-            if have == sum(want) or have != n_img:
-                continue
-            ids, k = [], 0
-            for t in req.prompt_ids:
-                if t == self.image_token_id:
-                    ids.extend([t] * int(want[k]))
-                    k += 1
-                else:
-                    ids.append(t)
-            req.prompt_ids = ids
-
-    @torch.no_grad()
     def _generate_batch(self, key: tuple, batch: list[_Request]) -> list[tuple[list[int], list[float] | None]]:
+        """One engine call for the batch; requests with equal images pass the same objects (encoded once)."""
+        from guardrl.generation.base import SamplingParams
+
         t0 = time.perf_counter()
-        temperature, top_p, top_k, repetition_penalty, do_sample = key
-        vision = self._vision_inputs(batch)
-        self._expand_image_tokens(batch, vision.get("image_grid_thw"))
-        width = max(len(r.prompt_ids) for r in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, req in enumerate(batch):  # left padding
-            ids[row, width - len(req.prompt_ids) :] = torch.tensor(req.prompt_ids)
-            mask[row, width - len(req.prompt_ids) :] = 1
-        greedy = temperature <= 0 or not do_sample
-        want_logprobs = any(r.want_logprobs for r in batch)
-        out = self.model.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            **vision,
-            max_new_tokens=max(r.max_tokens for r in batch),
-            do_sample=not greedy,
-            temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p,
-            top_k=None if greedy or top_k <= 0 else top_k,
-            repetition_penalty=repetition_penalty,
-            eos_token_id=sorted(self.eos_ids),
-            suppress_tokens=self.suppress,
-            pad_token_id=self.pad_id,
-            return_dict_in_generate=True,
-            output_logits=want_logprobs,
-        )
-        new = out.sequences[:, width:].cpu()
-        logp = None
-        if want_logprobs:  # the actor's formula: log_softmax(raw logits / temperature) at the sampled token
-            scale = 1.0 if greedy else temperature
-            picked = new.to(out.logits[0].device)
-            logp = torch.stack([torch.log_softmax(step.float() / scale, -1).gather(-1, picked[:, t, None])[:, 0]
-                                for t, step in enumerate(out.logits)], dim=1).cpu()  # [B, T], no [B, T, V] copy
+        temperature, top_p = key
+        shared: dict[tuple, Any] = {}
+        images = [[shared.setdefault(_image_key(im), im) for im in (r.images or [])] or None for r in batch]
+        params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max(r.max_tokens for r in batch),
+                                seed=int(self.config.seed) * 1_000_003 + 10_007 * self.replica_rank + self.stats["batches"])
+        calls = self.engine.stats["generate_calls"]
+        comps = self.engine.generate_ids([r.prompt_ids for r in batch], images, params,
+                                         logprobs=any(r.want_logprobs for r in batch), suppress_tokens=self.suppress)
         results = []
-        for row, req in enumerate(batch):
-            tokens = new[row].tolist()[: req.max_tokens]
-            cut = next((i + 1 for i, t in enumerate(tokens) if t in self.eos_ids), len(tokens))
-            tokens = tokens[:cut]
-            lp = logp[row, :cut].tolist() if (logp is not None and req.want_logprobs) else None
+        for req, (comp,) in zip(batch, comps, strict=True):
+            tokens = comp.extra["token_ids"][: req.max_tokens]
+            lp = comp.extra["logprobs"][: len(tokens)] if req.want_logprobs else None
             results.append((tokens, lp))
         self.stats["batches"] += 1
         self.stats["sequences"] += len(batch)
+        self.stats["generate_calls"] += self.engine.stats["generate_calls"] - calls
         self.stats["seconds"] += time.perf_counter() - t0
         return results
+
+
+def _image_key(image: Any) -> tuple:
+    """Content identity of a decoded image (the n requests of a GRPO group carry equal copies)."""
+    return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
 
 
 class HFReplica(RolloutReplica):

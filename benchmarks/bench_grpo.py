@@ -4,6 +4,7 @@ vs TRL's ``GRPOTrainer``, same tiny Qwen2.5-VL, same data, group size, lengths, 
     python -m benchmarks.bench_grpo                   # both sides (make bench); one JSON line at the end
     python -m benchmarks.bench_grpo --small           # smoke test (1 measured step, 8 new tokens)
     python -m benchmarks.bench_grpo --side rollouts   # guardrl's HF rollout vs verl's vLLM rollout (vLLM's CPU build)
+    python -m benchmarks.bench_grpo --scaling         # s/step vs group size n in {2, 4, 8, 16}, and 8 x 8 x 128
     python -m benchmarks.bench_grpo --side guardrl --model DIR --data FILE ...   # one side (internal)
 
 The driver builds the tiny model and one verl-format Parquet (a request per row, each with a 56x56
@@ -18,7 +19,8 @@ Both: ``--prompts`` prompts x ``--group`` samples per step, ``--max-new-tokens``
 AdamW (lr 1e-5, weight decay 0.01, constant lr, grad-norm clip 1.0), one optimizer update per step, no
 KL / reference model, guardrl's length-aware safety reward, ``--threads`` torch threads per process.
 The first ``--warmup`` steps are left out of the means; start-up (Ray, workers, model load) is
-reported apart as ``setup_s``.
+reported apart as ``setup_s``. ``--scaling`` runs both sides at each shape of :data:`SCALING_SHAPES`
+(``--steps`` measured steps each, default 2 there) so the table shows how each side's cost grows with the work.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ PHASES = {
     "log_prob": ("timing_s/old_log_prob", "timing_s/ref"),
     "update": ("timing_s/update_actor", "timing_s/update_weights"),
 }
+
+
+# (prompts, group size n, new tokens): n in {2, 4, 8, 16} at the default size, then a larger step
+SCALING_SHAPES = ((4, 2, 32), (4, 4, 32), (4, 8, 32), (4, 16, 32), (8, 8, 128))
 
 
 def make_rows(n: int, image_size: int = 56, seed: int = 0) -> list[dict[str, Any]]:
@@ -184,17 +190,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--group", type=int, default=4, help="samples per prompt (GRPO group)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=4, help="measured steps")
+    ap.add_argument("--steps", type=int, default=None, help="measured steps (default 4; 2 with --scaling)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process, both sides")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per side")
     ap.add_argument("--recompute-old-log-probs", action="store_true",
                     help="guardrl side: bypass_mode=false (verl recomputes the old log-probs; the recipe bypasses)")
     ap.add_argument("--small", action="store_true", help="smoke test: 8 new tokens, 1 measured step")
+    ap.add_argument("--scaling", action="store_true", help="both sides at every shape of SCALING_SHAPES")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
+    if args.steps is None:
+        args.steps = 2 if args.scaling else 4
     if args.small:  # keeps 4 prompts x 4: with 2 x 2, verl 0.9.1's update fails on the CPU path (nested-tensor split)
         args.max_new_tokens, args.steps = 8, 1
+    if args.scaling:
+        return _scaling(args)
     if args.side == "guardrl":
         res = run_guardrl(args)
         print(json.dumps(res))
@@ -236,6 +247,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"GRPO step: guardrl {ours['seconds_per_step']:.2f} s, TRL {peer['seconds_per_step']:.2f} s, "
           f"ratio {result['ratio_seconds_per_step']:.2f} (goal <= 1.0)")
+    print(json.dumps(result))
+    write_json(args.json, result)
+    return result
+
+
+def _scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """Both sides at every shape (``--small``: the first two shapes, 8 new tokens); one table of s/step."""
+    shapes = [(p, n, 8 if args.small else t) for p, n, t in SCALING_SHAPES[: 2 if args.small else None]]
+    points = []
+    with tempfile.TemporaryDirectory(prefix="bench_grpo_scaling.") as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            from guardrl.models.tiny import build_tiny_model
+
+            model = build_tiny_model(tmp / "tiny", seed=0)
+        import pandas as pd
+
+        data = tmp / "train.parquet"
+        pd.DataFrame(make_rows(max(p for p, _, _ in shapes) * (args.steps + args.warmup) * 2)).to_parquet(data)
+        for i, (prompts, group, tokens) in enumerate(shapes):
+            shape = ["--prompts", str(prompts), "--group", str(group), "--max-new-tokens", str(tokens), "--steps",
+                     str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            ours = _child([sys.executable, "-m", "benchmarks.bench_grpo", "--side", "guardrl", "--model", str(model),
+                           "--data", str(data), "--out", str(tmp / f"rl-{i}"), *shape], side_env(trl=False),
+                          args.timeout)
+            peer = _child([sys.executable, "-m", "benchmarks.peers.trl_grpo", "--model", str(model), "--data",
+                           str(data), *shape], side_env(trl=True), args.timeout)
+            point = {"prompts": prompts, "group": group, "max_new_tokens": tokens,
+                     "guardrl": {k: ours[k] for k in ("seconds_per_step", "phases_s", "setup_s", "load_1m")},
+                     "trl": {k: peer[k] for k in ("seconds_per_step", "phases_s", "setup_s", "load_1m")},
+                     "ratio_seconds_per_step": ours["seconds_per_step"] / peer["seconds_per_step"]}
+            points.append(point)
+            print(f"{prompts} prompts x {group}, {tokens} tokens: guardrl {ours['seconds_per_step']:.2f} s/step, "
+                  f"TRL {peer['seconds_per_step']:.2f} s/step, ratio {point['ratio_seconds_per_step']:.2f}", flush=True)
+    result = {"benchmark": "grpo_scaling",
+              "config": {k: getattr(args, k) for k in ("steps", "warmup", "threads")}, "points": points}
     print(json.dumps(result))
     write_json(args.json, result)
     return result

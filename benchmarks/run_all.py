@@ -51,6 +51,7 @@ CPU_BENCHES = (
     Bench("generation", "benchmarks.bench_generation", (), ("--small",), 1800, json_flag=False),
     Bench("sft", "benchmarks.bench_sft", (), ("--small",), 3600),
     Bench("grpo", "benchmarks.bench_grpo", (), ("--small",), 3600),
+    Bench("grpo_scaling", "benchmarks.bench_grpo", ("--scaling",), ("--scaling", "--small"), 5400),
     Bench("generation_vllm", "benchmarks.bench_vllm_generation", (), ("--small",), 1800),
     Bench("rl_rollout_vllm", "benchmarks.bench_grpo", ("--side", "rollouts"), ("--side", "rollouts", "--small"), 3600),
 )

@@ -101,3 +101,15 @@ def test_grpo_phase_split_from_verl_metrics():
 def test_trl_only_on_the_peer_path():
     ours, peer = side_env(trl=False)["PYTHONPATH"].split(os.pathsep), side_env(trl=True)["PYTHONPATH"].split(os.pathsep)
     assert str(BENCH_SITE) not in ours and peer[0] == str(BENCH_SITE)
+
+
+def test_grpo_scaling_rows_hold_the_larger_size_to_parity():
+    side = {"phases_s": {"generation": 1.0, "update": 2.0}, "setup_s": 30.0, "load_1m": [1.0, 1.0]}
+    pts = [{"prompts": 4, "group": 2, "max_new_tokens": 32, "guardrl": {**side, "seconds_per_step": 3.0},
+            "trl": {**side, "seconds_per_step": 2.0}},
+           {"prompts": 8, "group": 8, "max_new_tokens": 128, "guardrl": {**side, "seconds_per_step": 9.0},
+            "trl": {**side, "seconds_per_step": 10.0}}]
+    rows = report.rows({"name": "grpo_scaling", "result": {"config": {"steps": 2, "warmup": 1}, "points": pts}})
+    assert [r["ratio"] for r in rows] == ["1.50", "0.90"]
+    assert [(r["goal"], r["status"]) for r in rows] == [("-", "-"), ("<= 1.0", "ok")]
+    assert "n=2" in rows[0]["figure"] and "8 prompts x n=8, 128 new tokens" in rows[1]["figure"]

@@ -473,9 +473,15 @@ def run(recipe_path: str | Path, overrides: Sequence[str] = (), verl_overrides: 
                 from guardrl.integrations.verl.policy_loss import UNPINNED_WARNING
 
                 log.warning(UNPINNED_WARNING)
+            run_ppo(cfg, task_runner_class=runner)
+        elif not ray.util.client.ray.is_connected():  # the task runner in this process (see trainer.py)
+            from guardrl.integrations.verl.trainer import DriverTaskRunner
+
+            DriverTaskRunner().run(cfg)
         else:
-            from guardrl.integrations.verl.trainer import GuardTaskRunner as runner
-        run_ppo(cfg, task_runner_class=runner)
+            from guardrl.integrations.verl.trainer import GuardTaskRunner
+
+            run_ppo(cfg, task_runner_class=GuardTaskRunner)
     finally:
         if recipe.get("shutdown_ray", True):
             time.sleep(2)  # let Ray's log monitor flush the workers' last lines

@@ -19,6 +19,7 @@ touched).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -40,6 +41,11 @@ def decode_images(images: Sequence[bytes], where: str = "input") -> list[Any]:
     from guardrl.core.images import open_stored
 
     return [open_stored(b, where=f"{where} image {i}") for i, b in enumerate(images)]
+
+
+def _image_key(image: Any) -> tuple:
+    """Content identity of a decoded image (equal copies of one image, e.g. a GRPO group's, share it)."""
+    return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
 
 
 class HFEngine:
@@ -120,19 +126,21 @@ class HFEngine:
         ``prompt_ids`` are chat-templated token ids; ``images`` the decoded (PIL) images of each prompt, in the
         order of its image placeholders (one placeholder per image is expanded to the image's vision tokens).
         Each prompt's images go through the image processor once, however many samples it gets (prompts
-        passing the same image objects share one encoding; the vision tower still runs per sequence). Each
+        with equal images -- a GRPO group's copies -- share one encoding; the vision tower still runs per
+        sequence). Each
         completion's ``extra`` holds ``token_ids`` (cut after the first EOS) and, with ``logprobs``,
         ``logprobs``: ``log_softmax(logits / temperature)`` at each sampled token (greedy: temperature 1).
         ``suppress_tokens`` are never sampled.
         """
         if len(images) != len(prompt_ids):
             raise ValueError(f"{len(prompt_ids)} prompts but {len(images)} image lists")
-        encoded: dict[tuple[int, ...], dict[str, Any] | None] = {}  # prompts sharing image objects share patches
+        encoded: dict[tuple, dict[str, Any] | None] = {}  # prompts with equal images share one encoding
+        vision = []
         for ims in images:
-            key = tuple(map(id, ims or ()))
+            key = tuple(map(_image_key, ims or ()))
             if key not in encoded:
                 encoded[key] = self._encode_images(ims)
-        vision = [encoded[tuple(map(id, ims or ()))] for ims in images]
+            vision.append(encoded[key])
         ids = [self._expand_image_tokens(list(map(int, p)), v) for p, v in zip(prompt_ids, vision, strict=True)]
         lengths = [len(x) for x in ids]
         self._check_lengths([None] * len(ids), lengths, params)

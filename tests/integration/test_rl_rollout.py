@@ -31,7 +31,7 @@ def _prompt(server, with_image: bool):
 
 def test_concurrent_requests_are_batched(server):
     reqs = [_prompt(server, with_image=i % 2 == 0) for i in range(4)]
-    before, calls = server.stats["batches"], server.stats["generate_calls"]
+    before, calls = server.stats["batches"], server.engine.stats["generate_calls"]
 
     async def go():
         params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
@@ -41,7 +41,7 @@ def test_concurrent_requests_are_batched(server):
 
     outs = asyncio.run(go())
     assert server.stats["batches"] == before + 1  # one engine call for the four requests...
-    assert server.stats["generate_calls"] == calls + 1  # ...and one model.generate call
+    assert server.engine.stats["generate_calls"] == calls + 1  # ...and one model.generate call
     vision = set(server.suppress)
     for out in outs:
         assert 1 <= len(out.token_ids) <= 12

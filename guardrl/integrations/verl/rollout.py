@@ -25,7 +25,6 @@ allocates its cache per call. Sampling is temperature / top-p (``top_k`` and
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -89,7 +88,7 @@ class HFRolloutServer:
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self.stats = {"batches": 0, "sequences": 0, "seconds": 0.0, "generate_calls": 0}
+        self.stats = {"batches": 0, "sequences": 0, "seconds": 0.0}  # model.generate calls: engine.stats
 
     # -- verl's server interface -------------------------------------------------------------
     def get_server_address(self) -> tuple[str, int]:
@@ -217,17 +216,14 @@ class HFRolloutServer:
                             req.future.set_exception(exc)
 
     def _generate_batch(self, key: tuple, batch: list[_Request]) -> list[tuple[list[int], list[float] | None]]:
-        """One engine call for the batch; requests with equal images pass the same objects (encoded once)."""
+        """One engine call for the batch (the engine encodes a group's equal images once)."""
         from guardrl.generation.base import SamplingParams
 
         t0 = time.perf_counter()
         temperature, top_p = key
-        shared: dict[tuple, Any] = {}
-        images = [[shared.setdefault(_image_key(im), im) for im in (r.images or [])] or None for r in batch]
         params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max(r.max_tokens for r in batch),
                                 seed=int(self.config.seed) * 1_000_003 + 10_007 * self.replica_rank + self.stats["batches"])
-        calls = self.engine.stats["generate_calls"]
-        comps = self.engine.generate_ids([r.prompt_ids for r in batch], images, params,
+        comps = self.engine.generate_ids([r.prompt_ids for r in batch], [r.images for r in batch], params,
                                          logprobs=any(r.want_logprobs for r in batch), suppress_tokens=self.suppress)
         results = []
         for req, (comp,) in zip(batch, comps, strict=True):
@@ -236,14 +232,8 @@ class HFRolloutServer:
             results.append((tokens, lp))
         self.stats["batches"] += 1
         self.stats["sequences"] += len(batch)
-        self.stats["generate_calls"] += self.engine.stats["generate_calls"] - calls
         self.stats["seconds"] += time.perf_counter() - t0
         return results
-
-
-def _image_key(image: Any) -> tuple:
-    """Content identity of a decoded image (the n requests of a GRPO group carry equal copies)."""
-    return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
 
 
 class HFReplica(RolloutReplica):

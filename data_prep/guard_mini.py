@@ -19,6 +19,13 @@ What it writes (``OUT/train``, ``OUT/dev``, one atomic folder; see ``guardrl.cor
   requests of the sources without responses are harmful and most benign requests come with a
   response, so without these copies the presence of a response would predict the request label;
   the SFT recipe's ``data.balance: label_presence`` then evens out the remaining imbalance.
+* **borrowed-response variants** (``borrowed_responses``, a fraction of the *train* split's bare labelled
+  text requests, default 0.2): the request with another train row's response attached (id ``<row>-br``,
+  ``variant = "borrowed-response"``, ``borrowed_from`` = that row), the response's label kept (its harm is in
+  its own content). The borrowed label is harmful for half of them and unharmful for the other half,
+  whatever the request's label: in the source data a benign-sounding answer nearly always follows a benign
+  request, so a small guard learns "an answer that sounds friendly means the request was fine"; these rows
+  make the response carry no information about the request label. Dev is left as published.
 * **target**: a synthetic templated trace (``guardrl.tasks.guard.traces``, provenance ``target_kind``) built from
   modality, category and the gold labels.
 * **rows with a null request label** (PyRIT harm scorer set: responses labelled, objectives not):
@@ -35,7 +42,7 @@ from typing import Any
 
 from data_prep.common import base_parser, iter_jsonl, progress, run, stable_fraction, text
 from guardrl.core.images import prepare_image
-from guardrl.core.schema import Sample, SchemaError, normalize_label
+from guardrl.core.schema import HARMFUL, UNHARMFUL, Sample, SchemaError, normalize_label
 from guardrl.core.shards import SplitWriter
 from guardrl.core.typographic import render_text, style_for
 from guardrl.tasks.guard.traces import TRACE_KIND, synthetic_target
@@ -97,6 +104,40 @@ def _request_only(base: Sample, prov: dict[str, Any]) -> Sample:
                   label_request=base.label_request, label_response=None, target=target, provenance=vprov)
 
 
+def _response_pool(path: Path, *, seed: str, dev_fraction: float, max_chars: int,
+                   limit: int | None) -> dict[str, list[tuple[str, str]]]:
+    """The train split's labelled responses of at most ``max_chars``, ``{label: [(row id, response)]}``, in file
+    order. Lines that do not parse are left to the main pass (which reports or counts them)."""
+    pool: dict[str, list[tuple[str, str]]] = {HARMFUL: [], UNHARMFUL: []}
+    for n, (where, rec) in enumerate(iter_jsonl(path, on_error=lambda where, exc: None)):
+        if limit is not None and n >= limit:
+            break
+        try:
+            base, _ = _text_sample(rec, where)
+        except SchemaError:
+            continue
+        train = stable_fraction(seed, "split", base.id) >= dev_fraction
+        if train and base.label_response in pool and len(base.response) <= max_chars:
+            pool[base.label_response].append((base.id, base.response))
+    return pool
+
+
+def _borrowed_response(base: Sample, prov: dict[str, Any], pool: dict[str, list[tuple[str, str]]],
+                       seed: str) -> Sample | None:
+    """``base`` (a bare request) with a response from ``pool`` attached; None when that label's pool is empty."""
+    label = HARMFUL if stable_fraction(seed, "borrow-label", base.id) < 0.5 else UNHARMFUL
+    if not pool[label]:
+        return None
+    src_id, response = pool[label][int(stable_fraction(seed, "borrow-row", base.id) * len(pool[label]))]
+    vid = f"{base.id}-br"
+    target = synthetic_target(key=vid, request=base.request, response=response, label_request=base.label_request,
+                              label_response=label, modality="text", category=prov.get("category"))
+    vprov = {**prov, "variant": "borrowed-response", "borrowed_from": src_id,
+             "target_kind": TRACE_KIND if target else None}
+    return Sample(id=vid, source=base.source, modality="text", request=base.request, response=response,
+                  label_request=base.label_request, label_response=label, target=target, provenance=vprov)
+
+
 def convert(
     src: str | Path = DEFAULT_SRC,
     out: str | Path = "outputs/data/guard-mini",
@@ -108,6 +149,8 @@ def convert(
     text_image_fraction: float = 0.25,
     max_render_chars: int = 600,
     request_only: bool = True,
+    borrowed_responses: float = 0.2,
+    max_borrowed_chars: int = 600,
     max_shard_bytes: int = 256 << 20,
     seed: str = "guard-mini-v1",
 ) -> Path:
@@ -116,11 +159,16 @@ def convert(
     path = src / "train.jsonl" if src.is_dir() else src
     if not path.is_file():
         raise FileNotFoundError(f"{path}: guard-mini train.jsonl not found")
-    if not (0 <= dev_fraction < 1 and 0 <= image_fraction <= 1 and 0 <= text_image_fraction <= 1):
+    if not (0 <= dev_fraction < 1 and 0 <= image_fraction <= 1 and 0 <= text_image_fraction <= 1
+            and 0 <= borrowed_responses <= 1):
         raise ValueError("fractions must be in [0, 1] (dev_fraction < 1)")
     config = {"converter": NAME, "src": str(path), "dev_fraction": dev_fraction, "image_fraction": image_fraction,
               "text_image_fraction": text_image_fraction, "max_render_chars": max_render_chars, "seed": seed,
-              "limit": limit, "on_bad": on_bad, "request_only": request_only}
+              "limit": limit, "on_bad": on_bad, "request_only": request_only,
+              "borrowed_responses": borrowed_responses, "max_borrowed_chars": max_borrowed_chars}
+    pool = (_response_pool(path, seed=seed, dev_fraction=dev_fraction, max_chars=max_borrowed_chars,
+                           limit=limit)
+            if borrowed_responses > 0 else {})
     seen: dict[str, set[str]] = {"train": set(), "dev": set()}  # request texts given a request-only row
     with SplitWriter(out, splits=("train", "dev"), stage=f"data_prep.{NAME}", config=config, on_bad=on_bad,
                      max_shard_bytes=max_shard_bytes) as sw:
@@ -137,6 +185,11 @@ def convert(
                         and key not in seen[split]):
                     seen[split].add(key)
                     w.write(_request_only(base, prov), where=where)
+                if (split == "train" and base.response is None and base.label_request is not None
+                        and stable_fraction(seed, "borrow", base.id) < borrowed_responses):
+                    borrowed = _borrowed_response(base, prov, pool, seed)
+                    if borrowed is not None:
+                        w.write(borrowed, where=where)
                 if len(base.request) <= max_render_chars:
                     if stable_fraction(seed, "image", base.id) < image_fraction:
                         w.write(_variant(base, prov, "image"), where=where)
@@ -156,9 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--text-image-fraction", type=float, default=0.25)
     p.add_argument("--no-request-only", dest="request_only", action="store_false",
                    help="leave out the request-only copies of rows that carry a response")
+    p.add_argument("--borrowed-responses", type=float, default=0.2,
+                   help="fraction of bare train requests also written with another row's response (0: none)")
     args = p.parse_args(argv)
     run(convert, args, dev_fraction=args.dev_fraction, image_fraction=args.image_fraction,
-        text_image_fraction=args.text_image_fraction, request_only=args.request_only)
+        text_image_fraction=args.text_image_fraction, request_only=args.request_only,
+        borrowed_responses=args.borrowed_responses)
 
 
 if __name__ == "__main__":

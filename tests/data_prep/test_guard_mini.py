@@ -35,7 +35,7 @@ def test_split_is_deterministic_and_variants_stay_with_their_row(converted, tmp_
     train_ids = {s.id for s in rows["train"]}
     dev_ids = {s.id for s in rows["dev"]}
     assert not train_ids & dev_ids and 10 < len(dev_ids) < len(train_ids)
-    base = lambda i: i.removesuffix("-img").removesuffix("-ti").removesuffix("-req")  # noqa: E731
+    base = lambda i: i.removesuffix("-img").removesuffix("-ti").removesuffix("-req").removesuffix("-br")  # noqa: E731
     assert not {base(i) for i in train_ids} & {base(i) for i in dev_ids}
     again = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "again", limit=400)
     assert _rows(again) == rows
@@ -86,11 +86,32 @@ def test_request_only_variants_take_the_label_out_of_response_presence(converted
         assert r.provenance["variant"] == "request-only" and parse(r.target).response is None
     # every labelled text row with a response has a copy, unless its request text already got one in its split
     with_resp = [s for s in rows if s.modality == "text" and s.response is not None and s.label_request
-                 and not s.id.endswith("-req")]
+                 and s.provenance["variant"] == "text"]
     assert len(req) == len({(s.id in {d.id for d in _rows(converted)["dev"]}, " ".join(s.request.lower().split()))
                             for s in with_resp})
     plain = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "plain", limit=400, request_only=False)
     assert not [s for split in _rows(plain).values() for s in split if s.id.endswith("-req")]
+
+
+def test_borrowed_responses_make_the_answer_independent_of_the_request_label(tmp_path):
+    out = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "all")
+    rows = _rows(out)
+    train = {s.id: s for s in rows["train"]}
+    assert not [s for s in rows["dev"] if s.id.endswith("-br")]  # dev stays as published
+    borrowed = [s for s in train.values() if s.id.endswith("-br")]
+    for b in borrowed:
+        base, lender = train[b.id.removesuffix("-br")], train[b.provenance["borrowed_from"]]
+        assert base.response is None and (b.request, b.label_request, b.modality) == (base.request, base.label_request, "text")
+        assert (b.response, b.label_response) == (lender.response, lender.label_response)
+        v = parse(b.target)
+        assert (v.request, v.response) == (b.label_request, b.label_response)
+    bare = [s for s in train.values() if s.provenance["variant"] == "text" and s.response is None and s.label_request]
+    assert 0.15 < len(borrowed) / len(bare) < 0.25  # the default fraction, 0.2
+    for label in ("harmful", "unharmful"):  # about half the answers harmful, whichever the request's class
+        of = [b for b in borrowed if b.label_request == label]
+        assert len(of) > 40 and 0.35 < sum(b.label_response == "harmful" for b in of) / len(of) < 0.65, label
+    none = guard_mini.convert(REPO / "data" / "guard-mini", tmp_path / "none", limit=400, borrowed_responses=0)
+    assert not [s for split in _rows(none).values() for s in split if s.id.endswith("-br")]
 
 
 def _write(path: Path, rows: list) -> Path:

@@ -86,6 +86,49 @@ def test_failed_stage_has_no_marker_and_reruns(tmp_path):
     assert [r.status for r in res] == ["skipped", "ran", "ran"]
 
 
+KILL = {"rl": False}
+
+
+def _resuming_rl(ctx):
+    """An RL-like stage: continues whatever ``steps.txt`` its folder holds (as verl's resume_mode auto does)."""
+    CALLS.append("rl")
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    steps = ctx.out_dir / "steps.txt"
+    steps.write_text((steps.read_text() if steps.exists() else "") + f"{ctx.config['value']};")
+    if KILL["rl"]:
+        raise RuntimeError("killed")
+    return {}
+
+
+RESUMING = {"data": REGISTRY["data"], "rl": StageSpec("rl", _resuming_rl, ("data",))}
+
+
+def test_a_stage_resumes_only_its_own_configs_output(tmp_path):
+    def run(value, **kw):
+        return run_pipeline({"stages": {"data": {}, "rl": {"value": value}}}, tmp_path, use_ray=False,
+                            registry=RESUMING, **kw)
+
+    steps = tmp_path / "rl" / "steps.txt"
+    KILL["rl"] = True
+    with pytest.raises(RuntimeError, match="killed"):
+        run(1)
+    KILL["rl"] = False
+    run(1)
+    assert steps.read_text() == "1;1;"  # the killed run of the same config is continued
+    run(2)
+    assert steps.read_text() == "2;"  # a finished run of another config is not resumed
+    KILL["rl"] = True
+    with pytest.raises(RuntimeError, match="killed"):
+        run(3)
+    KILL["rl"] = False
+    run(4)
+    assert steps.read_text() == "4;"  # nor a killed one
+    assert [r.status for r in run(4)] == ["skipped", "skipped"]
+    run(4, force=["rl"])
+    assert steps.read_text() == "4;"  # --force starts the stage afresh
+    assert read_marker(tmp_path / "rl")["fingerprint"] == json.loads((tmp_path / ".started" / "rl.json").read_text())["fingerprint"]
+
+
 def test_from_needs_completed_upstream(tmp_path):
     with pytest.raises(RuntimeError, match="run with --from data"):
         _run(tmp_path, {"sft": {}}, start="sft")

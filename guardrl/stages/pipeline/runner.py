@@ -10,7 +10,10 @@ sha256 of its name, its resolved config section and the *output hashes* of the
 stages it reads; when a stage finishes, the runner hashes its output folder
 and writes ``<out>/.guardrl_stage.json`` (atomically, last). A stage whose
 marker carries the current fingerprint is skipped; a killed stage has no marker
-and runs again (stages resume from their own checkpoints).
+and runs again (stages resume from their own checkpoints). The runner also records
+a stage's fingerprint in ``<run_dir>/.started/<stage>.json`` before it runs: output left
+by another config, finished or killed, or a ``--force``d stage's, is removed first,
+so SFT / RL never resume a checkpoint that another config wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ REWRITE_STAGES: tuple[str, ...] = ("rewrite_synth", "rewrite_sft", "rewrite_eval
 #: every stage a pipeline may name, in the one order stages run; a recipe runs the ones its ``stages:`` lists
 STAGES: tuple[str, ...] = STAGE_ORDER + REWRITE_STAGES
 MARKER = ".guardrl_stage.json"
+STARTED_DIR = ".started"  # <run_dir>/.started/<stage>.json: the fingerprint of the run that last started a stage
 
 
 @dataclass
@@ -142,13 +147,32 @@ def _referenced_files(cfg: dict[str, Any]) -> dict[str, str]:
 
 
 def read_marker(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / MARKER
+    return _read_json(out_dir / MARKER)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def _clear_other_runs(out_dir: Path, started: Path, fp: str, *, forced: bool) -> None:
+    """Before a stage runs: remove what another config (or, ``forced``, any run) left in ``out_dir``, keep a
+    killed run of this very config (it resumes from its checkpoints), then record ``fp`` in ``started``.
+
+    Output with neither marker (written before the started record existed) is kept, as it was before.
+    """
+    written_by = (read_marker(out_dir) or _read_json(started) or {}).get("fingerprint")
+    if out_dir.exists() and (forced or (written_by is not None and written_by != fp)):
+        why = "--force" if forced else f"written by another config ({written_by[:12]})"
+        log.info("[%s] removing its earlier output in %s: %s", out_dir.name, out_dir, why)
+        shutil.rmtree(out_dir)
+    (out_dir / MARKER).unlink(missing_ok=True)
+    started.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(started, json.dumps({"stage": out_dir.name, "fingerprint": fp}, indent=2))
 
 
 def recipe_stages(recipe: dict[str, Any]) -> list[str]:
@@ -278,8 +302,7 @@ def run_pipeline(
             if on_stage:
                 on_stage(res)
             continue
-        if marker:  # stale output from another config: the stage rewrites it
-            (out_dir / MARKER).unlink(missing_ok=True)
+        _clear_other_runs(out_dir, run_dir / STARTED_DIR / f"{name}.json", fp, forced=name in force)
         ctx = StageContext(name, cfg, recipe, out_dir, inputs, run_dir)
         log.debug("[%s] running", name)  # the console shows it
         t0 = time.perf_counter()

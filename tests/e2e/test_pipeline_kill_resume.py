@@ -21,7 +21,7 @@ from guardrl.stages.pipeline.runner import MARKER, STAGE_ORDER, read_marker
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
     "stages.sft.overrides=[trainer.max_steps=12,checkpoint.every_steps=3,trainer.log_every=1]",
-    "stages.reject.overrides=[reject.limit=16,reject.sampling.max_new_tokens=96]",
+    "stages.reject.overrides=[reject.limit=48,reject.sampling.max_new_tokens=96]",  # >= 8 balanced RL rows
     "stages.rl.overrides=[verl.trainer.total_training_steps=3,verl.trainer.save_freq=1,verl.trainer.test_freq=3,"
     "verl.data.max_response_length=96]",
     "stages.eval.limit=16",
